@@ -1,0 +1,3 @@
+"""Berth: a private OCI container registry."""
+
+__version__ = "0.1.0"

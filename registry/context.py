@@ -1,0 +1,22 @@
+"""The long-lived services a request handler may use, built once per process by app.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from registry.auth.access import AccessPolicy
+from registry.db.session import Database
+from registry.settings import Settings
+from registry.storage.blobs import BlobContent
+from registry.storage.driver import StorageDriver
+from registry.storage.uploads import UploadData
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    driver: StorageDriver
+    blobs: BlobContent
+    uploads: UploadData
+    access: AccessPolicy

@@ -1,0 +1,93 @@
+"""Blobs and the repository links through which every blob read goes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from registry.db.models import Blob, Repository, RepositoryBlob
+from registry.db.session import insert_ignoring_conflicts
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRecord:
+    digest: str
+    size: int
+
+
+class BlobStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, digest: str) -> BlobRecord | None:
+        row = await self.session.get(Blob, digest)
+        return BlobRecord(row.digest, row.size) if row else None
+
+    async def linked(self, repository_id: int, digest: str) -> BlobRecord | None:
+        """The blob if this repository may read it; None if it is absent or not linked here."""
+        row = (
+            await self.session.execute(
+                select(Blob.digest, Blob.size)
+                .join(RepositoryBlob, RepositoryBlob.blob_digest == Blob.digest)
+                .where(RepositoryBlob.repository_id == repository_id, Blob.digest == digest)
+            )
+        ).first()
+        return BlobRecord(row.digest, row.size) if row else None
+
+    async def missing(self, repository_id: int, digests: Iterable[str]) -> set[str]:
+        wanted = set(digests)
+        if not wanted:
+            return set()
+        present = await self.session.scalars(
+            select(RepositoryBlob.blob_digest).where(
+                RepositoryBlob.repository_id == repository_id,
+                RepositoryBlob.blob_digest.in_(wanted),
+            )
+        )
+        return wanted - set(present.all())
+
+    async def add(self, digest: str, size: int) -> None:
+        await self.session.execute(
+            insert_ignoring_conflicts(
+                self.session, Blob, {"digest": digest, "size": size}, ["digest"]
+            )
+        )
+
+    async def link(self, repository_id: int, digest: str) -> None:
+        await self.session.execute(
+            insert_ignoring_conflicts(
+                self.session,
+                RepositoryBlob,
+                {"repository_id": repository_id, "blob_digest": digest},
+                ["repository_id", "blob_digest"],
+            )
+        )
+
+    async def unlink(self, repository_id: int, digest: str) -> bool:
+        result = await self.session.execute(
+            delete(RepositoryBlob).where(
+                RepositoryBlob.repository_id == repository_id,
+                RepositoryBlob.blob_digest == digest,
+            )
+        )
+        return bool(result.rowcount)
+
+    async def linked_in_tenant(self, tenant: str, digest: str) -> BlobRecord | None:
+        """The blob if any repository of ``tenant`` links it: automatic mounts stay inside."""
+        row = (
+            await self.session.execute(
+                select(Blob.digest, Blob.size)
+                .join(RepositoryBlob, RepositoryBlob.blob_digest == Blob.digest)
+                .join(Repository, Repository.id == RepositoryBlob.repository_id)
+                .where(
+                    Blob.digest == digest,
+                    (Repository.name == tenant)
+                    | Repository.name.startswith(f"{tenant}/", autoescape=True),
+                )
+                .limit(1)
+            )
+        ).first()
+        return BlobRecord(row.digest, row.size) if row else None

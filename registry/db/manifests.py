@@ -1,0 +1,164 @@
+"""Manifests and indexes, their references, and the referrers of a subject."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from registry.db.models import Manifest, ManifestBlob, ManifestReference, Tag
+from registry.db.session import insert_ignoring_conflicts
+from registry.oci.manifest import Manifest as ParsedManifest
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRecord:
+    id: int
+    digest: str
+    media_type: str
+    size: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerRecord:
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None
+    annotations: dict[str, Any] | None
+
+
+_COLUMNS = (Manifest.id, Manifest.digest, Manifest.media_type, Manifest.size, Manifest.payload)
+
+
+def _record(row: Any) -> ManifestRecord | None:
+    return (
+        ManifestRecord(row.id, row.digest, row.media_type, row.size, row.payload) if row else None
+    )
+
+
+class ManifestStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def by_digest(self, repository_id: int, digest: str) -> ManifestRecord | None:
+        row = (
+            await self.session.execute(
+                select(*_COLUMNS).where(
+                    Manifest.repository_id == repository_id, Manifest.digest == digest
+                )
+            )
+        ).first()
+        return _record(row)
+
+    async def by_tag(self, repository_id: int, tag: str) -> ManifestRecord | None:
+        row = (
+            await self.session.execute(
+                select(*_COLUMNS)
+                .join(Tag, Tag.manifest_id == Manifest.id)
+                .where(Tag.repository_id == repository_id, Tag.name == tag)
+            )
+        ).first()
+        return _record(row)
+
+    async def missing(self, repository_id: int, digests: Iterable[str]) -> set[str]:
+        wanted = set(digests)
+        if not wanted:
+            return set()
+        present = await self.session.scalars(
+            select(Manifest.digest).where(
+                Manifest.repository_id == repository_id, Manifest.digest.in_(wanted)
+            )
+        )
+        return wanted - set(present.all())
+
+    async def put(
+        self, repository_id: int, digest: str, payload: bytes, parsed: ParsedManifest
+    ) -> int:
+        """Store a manifest and its references; pushing the same bytes again changes nothing."""
+        existing = await self.by_digest(repository_id, digest)
+        if existing is not None:
+            return existing.id
+        await self.session.execute(
+            insert_ignoring_conflicts(
+                self.session,
+                Manifest,
+                {
+                    "repository_id": repository_id,
+                    "digest": digest,
+                    "media_type": parsed.media_type,
+                    "size": len(payload),
+                    "payload": payload,
+                    "artifact_type": parsed.referrer_artifact_type,
+                    "subject_digest": parsed.subject.digest if parsed.subject else None,
+                    "annotations": parsed.annotations or None,
+                },
+                ["repository_id", "digest"],
+            )
+        )
+        record = await self.by_digest(repository_id, digest)
+        assert record is not None
+        for blob in {d.digest for d in parsed.blob_references()}:
+            await self.session.execute(
+                insert_ignoring_conflicts(
+                    self.session,
+                    ManifestBlob,
+                    {"manifest_id": record.id, "blob_digest": blob},
+                    ["manifest_id", "blob_digest"],
+                )
+            )
+        for child in {d.digest for d in parsed.manifests}:
+            await self.session.execute(
+                insert_ignoring_conflicts(
+                    self.session,
+                    ManifestReference,
+                    {"parent_id": record.id, "child_digest": child},
+                    ["parent_id", "child_digest"],
+                )
+            )
+        return record.id
+
+    async def delete(self, repository_id: int, digest: str) -> bool:
+        """Delete a manifest; its tags and reference rows go with it (ON DELETE CASCADE)."""
+        manifest_id = await self.session.scalar(
+            select(Manifest.id).where(
+                Manifest.repository_id == repository_id, Manifest.digest == digest
+            )
+        )
+        if manifest_id is None:
+            return False
+        # Explicit deletes as well, so the cascade does not depend on SQLite's FK pragma.
+        for model, column in (
+            (Tag, Tag.manifest_id),
+            (ManifestBlob, ManifestBlob.manifest_id),
+            (ManifestReference, ManifestReference.parent_id),
+        ):
+            await self.session.execute(delete(model).where(column == manifest_id))
+        await self.session.execute(delete(Manifest).where(Manifest.id == manifest_id))
+        return True
+
+    async def referrers(
+        self, repository_id: int, subject: str, artifact_type: str | None = None
+    ) -> list[ReferrerRecord]:
+        query = (
+            select(
+                Manifest.digest,
+                Manifest.media_type,
+                Manifest.size,
+                Manifest.artifact_type,
+                Manifest.annotations,
+            )
+            .where(Manifest.repository_id == repository_id, Manifest.subject_digest == subject)
+            .order_by(Manifest.created_at, Manifest.id)
+        )
+        if artifact_type is not None:
+            query = query.where(Manifest.artifact_type == artifact_type)
+        rows = (await self.session.execute(query)).all()
+        return [
+            ReferrerRecord(r.digest, r.media_type, r.size, r.artifact_type, r.annotations)
+            for r in rows
+        ]

@@ -1,0 +1,41 @@
+"""Repositories: created on first push, listed by the catalog."""
+
+from __future__ import annotations
+
+from sqlalchemy import exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from registry.db.models import Manifest, Repository, RepositoryBlob
+from registry.db.session import insert_ignoring_conflicts
+
+
+class RepositoryStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_id(self, name: str) -> int | None:
+        return await self.session.scalar(select(Repository.id).where(Repository.name == name))
+
+    async def get_or_create(self, name: str) -> int:
+        repo_id = await self.get_id(name)
+        if repo_id is not None:
+            return repo_id
+        await self.session.execute(
+            insert_ignoring_conflicts(self.session, Repository, {"name": name}, ["name"])
+        )
+        repo_id = await self.get_id(name)
+        assert repo_id is not None
+        return repo_id
+
+    async def catalog(self, limit: int | None, last: str | None) -> list[str]:
+        """Names of repositories that hold content, sorted, after ``last``."""
+        has_content = or_(
+            exists().where(Manifest.repository_id == Repository.id),
+            exists().where(RepositoryBlob.repository_id == Repository.id),
+        )
+        query = select(Repository.name).where(has_content).order_by(Repository.name)
+        if last:
+            query = query.where(Repository.name > last)
+        if limit is not None:
+            query = query.limit(limit)
+        return list((await self.session.scalars(query)).all())

@@ -1,0 +1,1 @@
+"""Garbage collection: expired uploads now; unreferenced blobs and manifests later."""

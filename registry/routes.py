@@ -1,0 +1,89 @@
+"""The whole URL table.
+
+Repository names contain slashes, so ``{name:repo}`` matches any run of characters and the
+handler validates it (an invalid name must answer NAME_INVALID, not a routing 404).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from registry import errors
+from registry.api import blobs, catalog, manifests, referrers, tags, uploads
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class RepositoryConvertor(Convertor[str]):
+    regex = r"[^?#]+?"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("repo", RepositoryConvertor())
+
+
+async def api_version(request: Request) -> Response:
+    await request.app.state.services.access.require_base(request)
+    return JSONResponse({})
+
+
+def resource(path: str, **handlers: Endpoint) -> Route:
+    """One route per path, dispatching on the method itself.
+
+    Starlette would answer HEAD with a GET route's handler; manifests and blobs need their own.
+    """
+
+    async def dispatch(request: Request) -> Response:
+        handler = handlers.get(request.method)
+        if handler is None and request.method == "HEAD":
+            handler = handlers.get("GET")
+        if handler is None:
+            raise errors.METHOD_UNKNOWN(
+                {"method": request.method, "allowed": sorted(handlers)},
+                message=f"method {request.method} is not allowed here",
+                headers={"Allow": ", ".join(sorted(handlers))},
+            )
+        return await handler(request)
+
+    return Route(path, dispatch, methods=list(handlers))
+
+
+N = "/v2/{name:repo}"
+
+ROUTES: list[BaseRoute] = [
+    resource("/v2/", GET=api_version, HEAD=api_version),
+    resource("/v2/_catalog", GET=catalog.catalog),
+    resource(N + "/tags/list", GET=tags.list_tags),
+    resource(
+        N + "/manifests/{reference}",
+        GET=manifests.get_manifest,
+        HEAD=manifests.head_manifest,
+        PUT=manifests.put_manifest,
+        DELETE=manifests.delete_manifest,
+    ),
+    resource(N + "/blobs/uploads/", POST=uploads.start_upload),
+    resource(
+        N + "/blobs/uploads/{uuid}",
+        GET=uploads.upload_status,
+        PATCH=uploads.patch_upload,
+        PUT=uploads.finish_upload,
+        DELETE=uploads.cancel_upload,
+    ),
+    resource(
+        N + "/blobs/{digest}",
+        GET=blobs.get_blob,
+        HEAD=blobs.head_blob,
+        DELETE=blobs.delete_blob,
+    ),
+    resource(N + "/referrers/{digest}", GET=referrers.list_referrers),
+]

@@ -1,0 +1,260 @@
+"""The filesystem storage driver: the contract over a directory tree.
+
+Blocking file work runs in worker threads so the event loop keeps serving; writes are buffered
+into large blocks so that a stream of small request chunks costs few thread hops and syscalls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from anyio import to_thread
+
+from registry.storage.driver import (
+    FileInfo,
+    FileWriter,
+    InvalidOffset,
+    PathNotFound,
+    StorageDriver,
+    StorageError,
+    check_path,
+)
+
+READ_BLOCK = 1024 * 1024
+WRITE_BLOCK = 1024 * 1024
+
+
+class FilesystemDriver(StorageDriver):
+    name = "filesystem"
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def full_path(self, path: str) -> Path:
+        # check_path forbids '..' and odd characters, so the result always stays under root.
+        return self.root / check_path(path).lstrip("/")
+
+    async def get_content(self, path: str) -> bytes:
+        full = self.full_path(path)
+
+        def read() -> bytes:
+            try:
+                return full.read_bytes()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+                raise PathNotFound("no such file", path) from exc
+
+        return await to_thread.run_sync(read)
+
+    async def put_content(self, path: str, data: bytes) -> None:
+        full = self.full_path(path)
+        await to_thread.run_sync(_atomic_write, full, data)
+
+    async def reader(
+        self, path: str, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        full = self.full_path(path)
+
+        def open_at() -> BinaryIO:
+            try:
+                f = open(full, "rb")  # noqa: SIM115 - closed by the generator below
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+                raise PathNotFound("no such file", path) from exc
+            size = os.fstat(f.fileno()).st_size
+            if offset < 0 or offset > size:
+                f.close()
+                raise InvalidOffset(f"offset {offset} beyond size {size}", path)
+            f.seek(offset)
+            return f
+
+        f = await to_thread.run_sync(open_at)
+        return _read_stream(f, length)
+
+    async def writer(self, path: str, resume: dict[str, Any] | None = None) -> FileWriter:
+        full = self.full_path(path)
+
+        def open_for_write() -> BinaryIO:
+            full.parent.mkdir(parents=True, exist_ok=True)
+            if resume is None:
+                return open(full, "wb")  # noqa: SIM115 - owned by the writer
+            expected = int(resume.get("size", 0))
+            try:
+                f = open(full, "r+b")  # noqa: SIM115 - owned by the writer
+            except FileNotFoundError as exc:
+                if expected:
+                    raise InvalidOffset("resumed file is gone", path) from exc
+                return open(full, "wb")
+            actual = os.fstat(f.fileno()).st_size
+            if actual < expected:
+                f.close()
+                raise InvalidOffset(f"resumed file has {actual} bytes, not {expected}", path)
+            # Bytes past the recorded size are the remains of a chunk that never completed.
+            f.truncate(expected)
+            f.seek(expected)
+            return f
+
+        f = await to_thread.run_sync(open_for_write)
+        return _FileWriter(self, path, full, f, f.tell())
+
+    async def stat(self, path: str) -> FileInfo:
+        full = self.full_path(path)
+
+        def do_stat() -> FileInfo:
+            try:
+                st = full.stat()
+            except (FileNotFoundError, NotADirectoryError) as exc:
+                raise PathNotFound("no such file", path) from exc
+            is_dir = full.is_dir()
+            return FileInfo(path, 0 if is_dir else st.st_size, st.st_mtime, is_dir)
+
+        return await to_thread.run_sync(do_stat)
+
+    async def list(self, path: str) -> list[str]:
+        full = self.full_path(path)
+
+        def do_list() -> list[str]:
+            try:
+                names = os.listdir(full)
+            except (FileNotFoundError, NotADirectoryError) as exc:
+                raise PathNotFound("no such directory", path) from exc
+            return sorted(f"{path.rstrip('/')}/{n}" for n in names if not n.startswith(".tmp-"))
+
+        return await to_thread.run_sync(do_list)
+
+    async def move(self, source: str, dest: str) -> None:
+        src, dst = self.full_path(source), self.full_path(dest)
+
+        def do_move() -> None:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(src, dst)
+            except FileNotFoundError as exc:
+                raise PathNotFound("no such file", source) from exc
+            _fsync_dir(dst.parent)
+
+        await to_thread.run_sync(do_move)
+
+    async def delete(self, path: str) -> None:
+        full = self.full_path(path)
+
+        def do_delete() -> None:
+            try:
+                if full.is_dir() and not full.is_symlink():
+                    shutil.rmtree(full)
+                else:
+                    full.unlink()
+            except (FileNotFoundError, NotADirectoryError) as exc:
+                raise PathNotFound("no such file", path) from exc
+            _prune_empty_parents(full.parent, self.root)
+
+        await to_thread.run_sync(do_delete)
+
+
+class _FileWriter(FileWriter):
+    def __init__(self, driver: FilesystemDriver, path: str, full: Path, f: BinaryIO, size: int):
+        self._driver, self._path, self._full, self._f = driver, path, full, f
+        self._size = size
+        self._buffer = bytearray()
+        self._done = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def state(self) -> dict[str, Any]:
+        return {"size": self._size}
+
+    async def write(self, data: bytes) -> None:
+        if self._done:
+            raise StorageError("writer already closed", self._path)
+        self._buffer += data
+        self._size += len(data)
+        if len(self._buffer) >= WRITE_BLOCK:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self._buffer:
+            block, self._buffer = bytes(self._buffer), bytearray()
+            await to_thread.run_sync(self._f.write, block)
+
+    async def close(self) -> None:
+        if self._done:
+            return
+        await self._flush()
+        self._done = True
+        await to_thread.run_sync(self._f.close)
+
+    async def commit(self) -> None:
+        if self._done:
+            raise StorageError("writer already closed", self._path)
+        await self._flush()
+        self._done = True
+
+        def finish() -> None:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+
+        await to_thread.run_sync(finish)
+
+    async def cancel(self) -> None:
+        self._buffer.clear()
+        if not self._done:
+            self._done = True
+            await to_thread.run_sync(self._f.close)
+        with contextlib.suppress(PathNotFound):
+            await self._driver.delete(self._path)
+
+
+async def _read_stream(f: BinaryIO, length: int | None) -> AsyncIterator[bytes]:
+    remaining = length
+    try:
+        while remaining is None or remaining > 0:
+            size = READ_BLOCK if remaining is None else min(READ_BLOCK, remaining)
+            chunk = await to_thread.run_sync(f.read, size)
+            if not chunk:
+                break
+            if remaining is not None:
+                remaining -= len(chunk)
+            yield chunk
+    finally:
+        f.close()
+
+
+def _atomic_write(full: Path, data: bytes) -> None:
+    full.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=full.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, full)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(full.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _prune_empty_parents(directory: Path, root: Path) -> None:
+    while directory != root and root in directory.parents:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+        directory = directory.parent

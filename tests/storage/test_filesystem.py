@@ -1,0 +1,126 @@
+"""The filesystem driver: the shared contract, plus what only a directory tree can show."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from registry.storage import filesystem
+from registry.storage.driver import InvalidOffset, InvalidPath
+from registry.storage.filesystem import FilesystemDriver
+from tests.storage.contract import INVALID_PATHS, ODD_VALID_NAMES, DriverContract
+
+
+@pytest.fixture
+def driver(tmp_path: Path) -> FilesystemDriver:
+    return FilesystemDriver(tmp_path / "root")
+
+
+@pytest.fixture
+def leftover_check(driver: FilesystemDriver) -> Callable[[str], None]:
+    def check(prefix: str) -> None:
+        # list() hides '.tmp-' files, so look at the disk itself: every contract test works
+        # under its prefix, so once that is deleted the root must be empty.
+        assert not driver.full_path(prefix).exists()
+        assert sorted(driver.root.rglob("*")) == []
+
+    return check
+
+
+class TestFilesystemDriver(DriverContract):
+    pass
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith(".tmp-")]
+
+
+def test_root_is_created_and_resolved(tmp_path: Path) -> None:
+    d = FilesystemDriver(tmp_path / "a" / ".." / "root" / "nested")
+    assert d.root == (tmp_path / "root" / "nested").resolve()
+    assert d.root.is_dir()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/x",
+        "/a/b/c",
+        *(f"/{name}" for name in ODD_VALID_NAMES),
+        *(f"/a/{name}/b" for name in ODD_VALID_NAMES),
+        "/" + "/".join(["..."] * 20),
+        "/-/_/dot/x",
+    ],
+)
+def test_full_path_stays_under_root(driver: FilesystemDriver, path: str) -> None:
+    full = driver.full_path(path)
+    normalized = Path(os.path.normpath(full))
+    # Nothing for the OS to collapse, and the result is strictly inside the root.
+    assert normalized == full
+    assert driver.root in full.parents
+    assert full.relative_to(driver.root).as_posix() == path.lstrip("/")
+
+
+@pytest.mark.parametrize("template", INVALID_PATHS, ids=repr)
+def test_full_path_rejects_invalid(driver: FilesystemDriver, template: str) -> None:
+    with pytest.raises(InvalidPath):
+        driver.full_path(template.format(p="/prefix"))
+
+
+@pytest.mark.anyio
+async def test_put_content_leaves_no_temp_files(driver: FilesystemDriver) -> None:
+    for i in range(5):
+        await driver.put_content("/dir/file", b"v%d" % i)
+    assert await driver.get_content("/dir/file") == b"v4"
+    assert temp_files(driver.root) == []
+    assert sorted(p.name for p in (driver.root / "dir").iterdir()) == ["file"]
+
+
+@pytest.mark.anyio
+async def test_failed_put_content_keeps_old_content(
+    driver: FilesystemDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await driver.put_content("/dir/file", b"old")
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(filesystem.os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="disk on fire"):
+        await driver.put_content("/dir/file", b"new content")
+    monkeypatch.undo()
+    assert await driver.get_content("/dir/file") == b"old"
+    assert temp_files(driver.root) == []
+
+
+@pytest.mark.anyio
+async def test_resume_truncates_junk_on_disk(driver: FilesystemDriver) -> None:
+    w = await driver.writer("/uploads/u1")
+    await w.write(b"hello")
+    await w.close()
+    state = w.state()
+    full = driver.full_path("/uploads/u1")
+    with open(full, "ab") as f:
+        f.write(b"half-written chunk from a crashed request")
+
+    w = await driver.writer("/uploads/u1", resume=state)
+    assert w.size == 5
+    assert full.stat().st_size == 5
+    await w.write(b" world")
+    await w.commit()
+    assert full.read_bytes() == b"hello world"
+
+
+@pytest.mark.anyio
+async def test_resume_of_truncated_file_is_invalid(driver: FilesystemDriver) -> None:
+    w = await driver.writer("/uploads/u2")
+    await w.write(b"0123456789")
+    await w.close()
+    state = w.state()
+    os.truncate(driver.full_path("/uploads/u2"), 4)
+    with pytest.raises(InvalidOffset):
+        await driver.writer("/uploads/u2", resume=state)
+    assert driver.full_path("/uploads/u2").read_bytes() == b"0123"
