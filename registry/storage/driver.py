@@ -47,17 +47,26 @@ class FileInfo:
 
 
 _PATH_RE = re.compile(r"(/[A-Za-z0-9._-]+)+")
+# S3 keys stop at 1024 bytes and most filesystems' names at 255: every driver takes the same paths.
+MAX_PATH = 1024
+MAX_COMPONENT = 255
+# Names a driver may use for its own staging files; never part of a stored path.
+RESERVED_PREFIX = ".tmp-"
 
 
 def check_path(path: str) -> str:
     """Paths are absolute, '/'-separated, of safe characters, with no '.' or '..' components."""
-    if not _PATH_RE.fullmatch(path) or any(p in (".", "..") for p in path.split("/")):
-        raise InvalidPath("invalid storage path", path)
+    if len(path) > MAX_PATH or not _PATH_RE.fullmatch(path):
+        raise InvalidPath("invalid storage path", path[:MAX_PATH])
+    for part in path.split("/")[1:]:
+        if part in (".", "..") or len(part) > MAX_COMPONENT or part.startswith(RESERVED_PREFIX):
+            raise InvalidPath("invalid storage path", path)
     return path
 
 
 class FileWriter(ABC):
-    """Appends to one stored file. Data is visible at its path only after :meth:`commit`.
+    """Appends to one stored file. Data is visible at its path only after :meth:`commit`;
+    until then the path keeps its previous content (or stays absent).
 
     ``state()`` is what another process needs to resume this writer (see ``StorageDriver.writer``):
     upload sessions keep it in the database, so any replica can continue an upload.
@@ -132,6 +141,7 @@ class StorageDriver(ABC):
 
     async def redirect_url(self, path: str, method: str = "GET") -> str | None:
         """A URL a client may fetch the content from directly, or None to stream it ourselves."""
+        check_path(path)
         return None
 
     async def close(self) -> None:

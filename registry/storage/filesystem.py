@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 from anyio import to_thread
 
 from registry.storage.driver import (
+    RESERVED_PREFIX,
     FileInfo,
     FileWriter,
     InvalidOffset,
@@ -78,18 +79,19 @@ class FilesystemDriver(StorageDriver):
 
     async def writer(self, path: str, resume: dict[str, Any] | None = None) -> FileWriter:
         full = self.full_path(path)
+        # Writes go to a staging file beside the target, renamed into place on commit, so the
+        # path shows either its old content or the complete new content, never a part.
+        staging = full.with_name(f"{RESERVED_PREFIX}{full.name}.writing")
 
         def open_for_write() -> BinaryIO:
-            full.parent.mkdir(parents=True, exist_ok=True)
             if resume is None:
-                return open(full, "wb")  # noqa: SIM115 - owned by the writer
+                staging.parent.mkdir(parents=True, exist_ok=True)
+                return open(staging, "wb")  # noqa: SIM115 - owned by the writer
             expected = int(resume.get("size", 0))
             try:
-                f = open(full, "r+b")  # noqa: SIM115 - owned by the writer
-            except FileNotFoundError as exc:
-                if expected:
-                    raise InvalidOffset("resumed file is gone", path) from exc
-                return open(full, "wb")
+                f = open(staging, "r+b")  # noqa: SIM115 - owned by the writer
+            except (FileNotFoundError, NotADirectoryError) as exc:
+                raise InvalidOffset("no writer to resume", path) from exc
             actual = os.fstat(f.fileno()).st_size
             if actual < expected:
                 f.close()
@@ -100,7 +102,7 @@ class FilesystemDriver(StorageDriver):
             return f
 
         f = await to_thread.run_sync(open_for_write)
-        return _FileWriter(self, path, full, f, f.tell())
+        return _FileWriter(self, path, full, staging, f, f.tell())
 
     async def stat(self, path: str) -> FileInfo:
         full = self.full_path(path)
@@ -123,7 +125,9 @@ class FilesystemDriver(StorageDriver):
                 names = os.listdir(full)
             except (FileNotFoundError, NotADirectoryError) as exc:
                 raise PathNotFound("no such directory", path) from exc
-            return sorted(f"{path.rstrip('/')}/{n}" for n in names if not n.startswith(".tmp-"))
+            return sorted(
+                f"{path.rstrip('/')}/{n}" for n in names if not n.startswith(RESERVED_PREFIX)
+            )
 
         return await to_thread.run_sync(do_list)
 
@@ -131,12 +135,12 @@ class FilesystemDriver(StorageDriver):
         src, dst = self.full_path(source), self.full_path(dest)
 
         def do_move() -> None:
+            if not src.is_file():
+                raise PathNotFound("no such file", source)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.replace(src, dst)
-            except FileNotFoundError as exc:
-                raise PathNotFound("no such file", source) from exc
+            os.replace(src, dst)
             _fsync_dir(dst.parent)
+            _prune_empty_parents(src.parent, self.root)
 
         await to_thread.run_sync(do_move)
 
@@ -157,8 +161,22 @@ class FilesystemDriver(StorageDriver):
 
 
 class _FileWriter(FileWriter):
-    def __init__(self, driver: FilesystemDriver, path: str, full: Path, f: BinaryIO, size: int):
-        self._driver, self._path, self._full, self._f = driver, path, full, f
+    def __init__(
+        self,
+        driver: FilesystemDriver,
+        path: str,
+        full: Path,
+        staging: Path,
+        f: BinaryIO,
+        size: int,
+    ) -> None:
+        self._driver, self._path, self._full, self._staging, self._f = (
+            driver,
+            path,
+            full,
+            staging,
+            f,
+        )
         self._size = size
         self._buffer = bytearray()
         self._done = False
@@ -200,16 +218,24 @@ class _FileWriter(FileWriter):
             self._f.flush()
             os.fsync(self._f.fileno())
             self._f.close()
+            os.replace(self._staging, self._full)
+            _fsync_dir(self._full.parent)
 
         await to_thread.run_sync(finish)
 
     async def cancel(self) -> None:
+        """Discard the staged data; content committed earlier at the path stays."""
         self._buffer.clear()
-        if not self._done:
-            self._done = True
-            await to_thread.run_sync(self._f.close)
-        with contextlib.suppress(PathNotFound):
-            await self._driver.delete(self._path)
+
+        def discard() -> None:
+            if not self._f.closed:
+                self._f.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._staging)
+            _prune_empty_parents(self._staging.parent, self._driver.root)
+
+        self._done = True
+        await to_thread.run_sync(discard)
 
 
 async def _read_stream(f: BinaryIO, length: int | None) -> AsyncIterator[bytes]:
@@ -229,7 +255,7 @@ async def _read_stream(f: BinaryIO, length: int | None) -> AsyncIterator[bytes]:
 
 def _atomic_write(full: Path, data: bytes) -> None:
     full.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=full.parent)
+    fd, tmp = tempfile.mkstemp(prefix=RESERVED_PREFIX, dir=full.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -83,7 +83,9 @@ def test_push_index_pull_by_platform(
 ) -> None:
     index = index_layout.index
     ref = f"{registry.address}/{repo}:{index_layout.tag}"
-    all_blobs = [d for img in index.images.values() for d in [img.manifest_digest, *img.blob_digests]]
+    all_blobs = [
+        d for img in index.images.values() for d in [img.manifest_digest, *img.blob_digests]
+    ]
     archive = tar_layout(index_layout.path, tmp_path / "index.tar", image_name=ref)
     # Without --all-platforms ctr would import only the host platform's content.
     containerd.ctr("images", "import", "--all-platforms", archive)

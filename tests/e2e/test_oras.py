@@ -95,7 +95,8 @@ def test_push_pull_artifact(
     manifest = client.get_manifest(target)
     assert manifest["config"]["mediaType"] == CONFIG_TYPE
     assert manifest["annotations"]["org.opencontainers.image.title"] == "berth e2e"
-    layers = {layer["annotations"]["org.opencontainers.image.title"]: layer for layer in manifest["layers"]}
+    title = "org.opencontainers.image.title"
+    layers = {layer["annotations"][title]: layer for layer in manifest["layers"]}
     assert set(layers) == set(files)
     for name, data in files.items():
         assert layers[name]["digest"] == sha256_digest(data)

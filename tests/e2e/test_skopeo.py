@@ -7,12 +7,23 @@ digest the registry reports must equal the one the image builder computed.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.support.images import ImageLayout, IndexLayout, sha256_digest
-from tests.support.processes import RegistryAPI, RegistryProcess, describe, run
+from tests.support.images import MT_INDEX, MT_MANIFEST, ImageLayout, IndexLayout, sha256_digest
+from tests.support.processes import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    RegistryAPI,
+    RegistryProcess,
+    describe,
+    run,
+    start_registry,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -221,3 +232,152 @@ def test_delete_blob(
     resp = api.client.get(f"/v2/{repo}/blobs/{layer}")
     assert resp.status_code == 404, describe(resp)
     assert resp.json()["errors"][0]["code"] == "BLOB_UNKNOWN", describe(resp)
+
+
+def test_tag_list_pagination(
+    skopeo: str,
+    registry: RegistryProcess,
+    api: RegistryAPI,
+    single_layout: ImageLayout,
+    repo: str,
+) -> None:
+    remote = f"docker://{registry.address}/{repo}"
+    tags = [f"t{i}" for i in range(5)]
+    copy(skopeo, single_layout.skopeo_ref, f"{remote}:{tags[0]}")
+    for tag in tags[1:]:
+        copy(skopeo, f"{remote}:{tags[0]}", f"{remote}:{tag}")
+
+    # Walk the list two at a time through the Link headers, as the spec describes.
+    seen: list[str] = []
+    url: str | None = f"/v2/{repo}/tags/list?n=2"
+    while url:
+        resp = api.client.get(url)
+        assert resp.status_code == 200, describe(resp)
+        page = resp.json()["tags"]
+        assert len(page) <= 2, describe(resp)
+        seen += page
+        link = resp.links.get("next")
+        url = link["url"] if link else None
+        assert len(seen) <= len(tags), f"pagination does not end: {seen}"
+    assert seen == sorted(tags)
+
+    catalog = api.client.get("/v2/_catalog")
+    assert catalog.status_code == 200, describe(catalog)
+    assert repo in catalog.json()["repositories"], describe(catalog)
+
+
+def test_docker_format_conversion(
+    skopeo: str,
+    registry: RegistryProcess,
+    api: RegistryAPI,
+    index_layout: IndexLayout,
+    repo: str,
+    tmp_path: Path,
+) -> None:
+    # skopeo rewrites the index and manifests as Docker schema 2: new manifest digests,
+    # same config and layer blobs.
+    remote = f"docker://{registry.address}/{repo}"
+    copy(skopeo, index_layout.skopeo_ref, f"{remote}:docker", "--all", "--format", "v2s2")
+    served = api.get_manifest(repo, "docker")
+    assert served.status_code == 200, describe(served)
+    assert served.headers["content-type"].split(";")[0] == DOCKER_LIST, describe(served)
+    listing = served.json()
+    assert listing["mediaType"] == DOCKER_LIST
+    by_arch = {m["platform"]["architecture"]: m for m in listing["manifests"]}
+    for platform, img in index_layout.index.images.items():
+        entry = by_arch[img.architecture]
+        assert entry["mediaType"] == DOCKER_MANIFEST, platform
+        child = api.get_manifest(repo, entry["digest"])
+        assert child.status_code == 200, describe(child)
+        assert child.headers["content-type"].split(";")[0] == DOCKER_MANIFEST
+        body = child.json()
+        assert body["config"]["digest"] == img.config_digest
+        assert [layer["digest"] for layer in body["layers"]] == img.layer_digests
+
+    # A client that only takes OCI types cannot be given a Docker list.
+    oci_only = api.get_manifest(repo, "docker", accept=(MT_INDEX, MT_MANIFEST))
+    assert oci_only.status_code in (404, 406), describe(oci_only)
+
+    out = tmp_path / "arm64"
+    copy(skopeo, f"{remote}:docker", f"dir:{out}", "--override-arch", "arm64")
+    arm = index_layout.index.images["linux/arm64"]
+    assert json.loads((out / "manifest.json").read_text())["config"]["digest"] == arm.config_digest
+
+
+@pytest.fixture(scope="module")
+def multiworker_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
+    reg = start_registry(
+        tmp_path_factory.mktemp("berth-2workers"), extra_env={"BERTH_SERVER__WORKERS": "2"}
+    )
+    yield reg
+    reg.stop()
+
+
+@pytest.mark.parametrize("which", ["registry", "multiworker_registry"])
+def test_concurrent_pushes_share_blobs(
+    skopeo: str,
+    index_layout: IndexLayout,
+    repo: str,
+    request: pytest.FixtureRequest,
+    which: str,
+) -> None:
+    """Several clients push the same blobs at once, to different repositories and to one."""
+    if which == "multiworker_registry" and os.environ.get("BERTH_E2E_REGISTRY_URL"):
+        pytest.skip("runs its own registry; not applicable to an external one")
+    reg: RegistryProcess = request.getfixturevalue(which)
+    remote = f"docker://{reg.address}"
+    targets = [f"{remote}/{repo}-{i}:multi" for i in range(4)]
+    targets += [f"{remote}/{repo}-same:tag{i}" for i in range(3)]
+    with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+        futures = [
+            pool.submit(copy, skopeo, index_layout.skopeo_ref, target, "--all")
+            for target in targets
+        ]
+        errors = []
+        for future in futures:
+            try:
+                future.result()
+            except AssertionError as exc:
+                errors.append(str(exc))
+    assert not errors, "\n\n".join(errors) + f"\n\nregistry log:\n{reg.log_tail(80)}"
+
+    api = RegistryAPI(reg)
+    try:
+        for target in targets:
+            name, tag = target.removeprefix(f"{remote}/").rsplit(":", 1)
+            assert api.manifest_digest(name, tag) == index_layout.digest
+            for img in index_layout.index.images.values():
+                for digest in img.blob_digests:
+                    assert api.blob_exists(name, digest), f"{name} {digest}"
+                blob = api.client.get(f"/v2/{name}/blobs/{img.layer_digests[0]}")
+                assert sha256_digest(blob.content) == img.layer_digests[0], describe(blob)
+        assert sorted(api.tags(f"{repo}-same")) == ["tag0", "tag1", "tag2"]
+    finally:
+        api.close()
+
+
+def test_data_survives_restart(
+    skopeo: str,
+    single_layout: ImageLayout,
+    index_layout: IndexLayout,
+    repo: str,
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    reg = start_registry(data_dir)
+    try:
+        copy(skopeo, single_layout.skopeo_ref, f"docker://{reg.address}/{repo}:one")
+        copy(skopeo, index_layout.skopeo_ref, f"docker://{reg.address}/{repo}:multi", "--all")
+    finally:
+        reg.stop()
+
+    reg = start_registry(data_dir)
+    api = RegistryAPI(reg)
+    try:
+        assert api.manifest_digest(repo, "one") == single_layout.digest
+        assert api.manifest_digest(repo, "multi") == index_layout.digest
+        copy(skopeo, f"docker://{reg.address}/{repo}:multi", f"oci:{tmp_path / 'out'}:m", "--all")
+        assert layout_top_digest(tmp_path / "out") == index_layout.digest
+    finally:
+        api.close()
+        reg.stop()

@@ -736,10 +736,13 @@ class DriverContract:
     async def test_list_includes_names_starting_with_dot(
         self, driver: StorageDriver, prefix: str
     ) -> None:
-        names = [".hidden", ".tmp-upload", "visible"]
+        names = [".hidden", "..x", "visible"]
         for name in names:
             await driver.put_content(f"{prefix}/dots/{name}", b"x")
-        assert await driver.list(f"{prefix}/dots") == [f"{prefix}/dots/{n}" for n in names]
+        assert await driver.list(f"{prefix}/dots") == sorted(f"{prefix}/dots/{n}" for n in names)
+        # The reserved staging prefix is refused, so staging files can never be listed as data.
+        with pytest.raises(InvalidPath):
+            await driver.put_content(f"{prefix}/dots/.tmp-upload", b"x")
 
     async def test_list_does_not_match_name_prefixes(
         self, driver: StorageDriver, prefix: str

@@ -103,12 +103,13 @@ async def test_resume_truncates_junk_on_disk(driver: FilesystemDriver) -> None:
     await w.close()
     state = w.state()
     full = driver.full_path("/uploads/u1")
-    with open(full, "ab") as f:
+    staging = _staging(full)
+    with open(staging, "ab") as f:
         f.write(b"half-written chunk from a crashed request")
 
     w = await driver.writer("/uploads/u1", resume=state)
     assert w.size == 5
-    assert full.stat().st_size == 5
+    assert staging.stat().st_size == 5
     await w.write(b" world")
     await w.commit()
     assert full.read_bytes() == b"hello world"
@@ -120,7 +121,13 @@ async def test_resume_of_truncated_file_is_invalid(driver: FilesystemDriver) -> 
     await w.write(b"0123456789")
     await w.close()
     state = w.state()
-    os.truncate(driver.full_path("/uploads/u2"), 4)
+    staging = _staging(driver.full_path("/uploads/u2"))
+    os.truncate(staging, 4)
     with pytest.raises(InvalidOffset):
         await driver.writer("/uploads/u2", resume=state)
-    assert driver.full_path("/uploads/u2").read_bytes() == b"0123"
+    assert staging.read_bytes() == b"0123"
+
+
+def _staging(full: Path) -> Path:
+    """Where the filesystem driver stages a writer's data until commit."""
+    return full.with_name(f".tmp-{full.name}.writing")
