@@ -15,7 +15,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry import errors
+from registry.auth import audit
 from registry.auth.access import AccessPolicy, OpenAccess
+from registry.auth.bearer import TokenAccess
+from registry.auth.keys import load_keys
+from registry.auth.login import Authenticator
+from registry.auth.tokens import TokenIssuer
 from registry.context import Services
 from registry.db.session import Database
 from registry.gc.uploads import expire_uploads
@@ -58,23 +63,31 @@ def build_driver(settings: Settings) -> StorageDriver:
     return FilesystemDriver(settings.storage_root)
 
 
-def build_access(settings: Settings) -> AccessPolicy:
-    return OpenAccess()
-
-
 def build_services(settings: Settings) -> Services:
     driver = build_driver(settings)
+    db = Database(
+        settings.database_url, echo=settings.database.echo, pool_size=settings.database.pool_size
+    )
+    access: AccessPolicy = OpenAccess()
+    tokens = authenticator = None
+    if settings.auth.mode == "token":
+        auth = settings.auth
+        keys = load_keys(
+            settings.keys_path, auth.algorithm, auth.signing_key, auth.verification_keys
+        )
+        tokens = TokenIssuer(keys, auth.issuer, auth.service, auth.token_ttl_seconds)
+        authenticator = Authenticator(db, keys.pepper, auth.throttle)
+        access = TokenAccess(tokens, db, f"{settings.external_url}/auth/token")
+        audit.configure(auth.audit_log or str(settings.data_path / "audit.log"))
     return Services(
         settings=settings,
-        db=Database(
-            settings.database_url,
-            echo=settings.database.echo,
-            pool_size=settings.database.pool_size,
-        ),
+        db=db,
         driver=driver,
         blobs=BlobContent(driver),
         uploads=UploadData(driver),
-        access=build_access(settings),
+        access=access,
+        tokens=tokens,
+        authenticator=authenticator,
     )
 
 

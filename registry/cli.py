@@ -80,6 +80,12 @@ def _serve(args: argparse.Namespace) -> int:
         # Once, here, before any worker starts: workers racing to migrate would collide.
         upgrade(settings.database_url)
     settings.storage_root.mkdir(parents=True, exist_ok=True)
+    if settings.auth.mode == "token":
+        import asyncio
+
+        from registry.admin.bootstrap import bootstrap
+
+        asyncio.run(bootstrap(settings))
     os.environ[SETTINGS_ENV] = settings.model_dump_json()
     workers = settings.server.workers or os.cpu_count() or 1
     logging.getLogger("registry").info(

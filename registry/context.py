@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from registry.auth.access import AccessPolicy
+from registry.auth.login import Authenticator
+from registry.auth.tokens import TokenIssuer
 from registry.db.session import Database
 from registry.settings import Settings
 from registry.storage.blobs import BlobContent
@@ -20,3 +22,6 @@ class Services:
     blobs: BlobContent
     uploads: UploadData
     access: AccessPolicy
+    # Set when auth.mode is "token".
+    tokens: TokenIssuer | None = None
+    authenticator: Authenticator | None = None

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from registry import errors
-from registry.api import blobs, catalog, manifests, referrers, tags, uploads
+from registry.api import blobs, catalog, manifests, referrers, tags, token, uploads
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -86,4 +86,6 @@ ROUTES: list[BaseRoute] = [
         DELETE=blobs.delete_blob,
     ),
     resource(N + "/referrers/{digest}", GET=referrers.list_referrers),
+    resource("/auth/token", GET=token.get_token, POST=token.post_token),
+    resource("/auth/jwks", GET=token.jwks),
 ]

@@ -53,9 +53,36 @@ class UploadSettings(_Section):
     sweep_interval_seconds: int = Field(600, ge=5)
 
 
+class ThrottleSettings(_Section):
+    # Failed logins allowed per account, and per client address, within the window.
+    max_failures: int = Field(5, ge=1)
+    window_seconds: int = Field(300, ge=1)
+
+
 class AuthSettings(_Section):
-    # "none": every request may do everything (issue 3 brings token auth).
-    mode: Literal["none"] = "none"
+    # "token": Docker token authentication (the default). "none": every client may do
+    # everything, for trusted networks only.
+    mode: Literal["token", "none"] = "none"
+    # The `service` clients name in token requests and the `aud` of every token.
+    service: str = "berth"
+    # The `iss` of every token.
+    issuer: str = "berth"
+    # Lifetime of access tokens.
+    token_ttl_seconds: int = Field(300, ge=10, le=86400)
+    # ES256 (default) or RS256, for keys generated at first start.
+    algorithm: Literal["ES256", "RS256"] = "ES256"
+    # PEM private key that signs tokens. Empty: <data_dir>/keys/signing.pem, generated on first
+    # start. Replicas must share it (mount the same file).
+    signing_key: str = ""
+    # PEM public keys also accepted when verifying (keys being rotated out).
+    verification_keys: list[str] = []
+    # Refresh tokens (docker login's identity tokens) last this long; 0 means until revoked.
+    refresh_token_ttl_days: int = Field(0, ge=0)
+    # Name of the site admin created on first start (password: BERTH_ADMIN_PASSWORD or generated).
+    bootstrap_admin: str = "admin"
+    # Audit log (JSON lines): a file path, or "-" for standard error. Empty: <data_dir>/audit.log.
+    audit_log: str = ""
+    throttle: ThrottleSettings = ThrottleSettings()
 
 
 class Settings(_Section):
@@ -74,6 +101,22 @@ class Settings(_Section):
     @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{self.data_path / 'berth.db'}"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.data_path / "keys"
+
+    @property
+    def external_url(self) -> str:
+        """The URL clients reach this registry at, without a trailing slash."""
+        if self.server.external_url:
+            return self.server.external_url.rstrip("/")
+        host = self.server.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.server.port}"
 
     @property
     def storage_root(self) -> Path:

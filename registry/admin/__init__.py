@@ -1,0 +1,1 @@
+"""Administration: tenants, users, members and robots, shared by the CLI and the /api/v1 API."""
