@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.images import ImageLayout, IndexLayout, tar_layout
-from tests.support.processes import ContainerdProcess, RegistryAPI, RegistryProcess, wait_until
+from tests.support.processes import (
+    ContainerdProcess,
+    RegistryAPI,
+    RegistryProcess,
+    run,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -112,3 +118,29 @@ def test_push_index_pull_by_platform(
     containerd.ctr("images", "pull", "--plain-http", "--all-platforms", ref)
     assert set(all_blobs) <= content(containerd)
     containerd.ctr("images", "rm", "--sync", ref)
+
+
+def test_pull_docker_list_by_platform(
+    containerd: ContainerdProcess,
+    skopeo: str,
+    registry: RegistryProcess,
+    api: RegistryAPI,
+    index_layout: IndexLayout,
+    repo: str,
+) -> None:
+    """containerd pulls a Docker manifest list (skopeo converts the index) by platform."""
+    ref = f"{registry.address}/{repo}:docker"
+    run(
+        [skopeo, "copy", "--all", "--format", "v2s2", "--dest-tls-verify=false",
+         index_layout.skopeo_ref, f"docker://{ref}"],
+        timeout=180,
+    )  # fmt: skip
+    list_digest = api.manifest_digest(repo, "docker")
+    arm = index_layout.index.images["linux/arm64"]
+    amd = index_layout.index.images["linux/amd64"]
+    containerd.ctr("images", "pull", "--plain-http", "--platform", "linux/arm64", ref)
+    assert images(containerd)[ref] == list_digest
+    have = content(containerd)
+    assert set(arm.blob_digests) <= have
+    assert not set(amd.layer_digests) & have
+    remove_image(containerd, ref, arm.blob_digests)

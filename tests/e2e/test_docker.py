@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.images import IndexLayout, write_docker_archive, write_rootfs_tar
-from tests.support.processes import DOCKER_LIST, DockerdProcess, RegistryAPI, RegistryProcess
+from tests.support.processes import (
+    DOCKER_LIST,
+    DockerdProcess,
+    RegistryAPI,
+    RegistryProcess,
+    run,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -155,3 +161,74 @@ def test_manifest_list_two_platforms(
         dockerd.docker("rmi", listed)
     dockerd.docker("pull", f"{name}@{list_digest}", check=True)
     dockerd.docker("rmi", f"{name}@{list_digest}")
+
+
+def test_pull_oci_index_pushed_by_skopeo(
+    dockerd: DockerdProcess,
+    skopeo: str,
+    registry: RegistryProcess,
+    api: RegistryAPI,
+    index_layout: IndexLayout,
+    repo: str,
+) -> None:
+    """Docker pulls an OCI index it did not push, by platform, down to the right config."""
+    name = f"{registry.address}/{repo}"
+    run(
+        [skopeo, "copy", "--all", "--dest-tls-verify=false", index_layout.skopeo_ref,
+         f"docker://{name}:oci"],
+        timeout=180,
+    )  # fmt: skip
+    assert api.manifest_digest(repo, "oci") == index_layout.digest
+    for platform, img in index_layout.index.images.items():
+        dockerd.docker("pull", "--platform", platform, f"{name}:oci")
+        assert image_id(dockerd, f"{name}:oci") == img.config_digest, platform
+        dockerd.docker("rmi", f"{name}:oci")
+    dockerd.docker("pull", "--platform", "linux/arm64", f"{name}@{index_layout.digest}")
+    arm = index_layout.index.images["linux/arm64"]
+    assert image_id(dockerd, f"{name}@{index_layout.digest}") == arm.config_digest
+    dockerd.docker("rmi", f"{name}@{index_layout.digest}")
+
+
+def test_cross_repository_mount(
+    dockerd: DockerdProcess,
+    registry: RegistryProcess,
+    api: RegistryAPI,
+    repo: str,
+    tmp_path: Path,
+) -> None:
+    """Docker mounts a layer it pushed to one repository into another instead of uploading."""
+    first, second = f"{registry.address}/{repo}-a", f"{registry.address}/{repo}-b"
+    rootfs = write_rootfs_tar(tmp_path / "rootfs.tar", seed=f"mount-{repo}")
+    config_digest = docker_import(dockerd, rootfs, f"{first}:v1")
+    digest = push(dockerd, f"{first}:v1")
+    dockerd.docker("tag", f"{first}:v1", f"{second}:v1")
+    out = dockerd.docker("push", f"{second}:v1").stdout
+    assert f"Mounted from {repo}-a" in out, out
+    assert api.manifest_digest(f"{repo}-b", "v1") == digest
+    layer = api.get_manifest(f"{repo}-b", digest).json()["layers"][0]["digest"]
+    assert api.blob_exists(f"{repo}-b", layer)
+    assert api.blob_exists(f"{repo}-b", config_digest)
+    dockerd.docker("rmi", f"{first}:v1", f"{second}:v1")
+
+
+def test_big_layer_round_trip(
+    dockerd: DockerdProcess,
+    registry: RegistryProcess,
+    api: RegistryAPI,
+    repo: str,
+    tmp_path: Path,
+) -> None:
+    """A 24 MiB incompressible layer: Docker streams it in one PATCH without Content-Range."""
+    name = f"{registry.address}/{repo}:big"
+    rootfs = write_rootfs_tar(tmp_path / "big.tar", seed=f"big-{repo}", random_bytes=24 << 20)
+    original_id = docker_import(dockerd, rootfs, name)
+    digest = push(dockerd, name)
+    layer = api.get_manifest(repo, digest).json()["layers"][0]
+    assert layer["size"] > 24 << 20
+    head = api.client.head(f"/v2/{repo}/blobs/{layer['digest']}")
+    assert head.status_code == 200, head
+    assert int(head.headers["content-length"]) == layer["size"]
+    dockerd.docker("rmi", name)
+    dockerd.docker("pull", name)
+    assert image_id(dockerd, name) == original_id
+    dockerd.docker("rmi", name)

@@ -212,3 +212,30 @@ def test_artifact_type_and_referrers(
     assert resp.status_code == 202, describe(resp)
     after = httpx.get(f"{registry.url}{url}", timeout=30)
     assert [d["digest"] for d in after.json()["manifests"]] == [sbom_digest], describe(after)
+
+
+def test_chunked_upload(
+    client: oras.client.OrasClient,
+    registry: RegistryProcess,
+    api: RegistryAPI,
+    repo: str,
+    tmp_path: Path,
+) -> None:
+    """oras-py's PATCH-per-chunk upload with Content-Range, then the closing PUT."""
+    big = tmp_path / "big.bin"
+    data = b"".join(sha256_digest(str(i).encode()).encode() for i in range(400))  # ~28 KB
+    big.write_bytes(data)
+    target = f"{registry.address}/{repo}:chunked"
+    resp = client.push(
+        target=target,
+        files=[f"{big}:{FILE_TYPE}"],
+        do_chunked=True,
+        chunk_size=4096,
+        disable_path_validation=True,
+    )
+    assert resp.status_code == 201, resp.text
+    blob = api.client.get(f"/v2/{repo}/blobs/{sha256_digest(data)}")
+    assert blob.status_code == 200, describe(blob)
+    assert blob.content == data
+    client.pull(target=target, outdir=str(tmp_path / "out"))
+    assert (tmp_path / "out" / "big.bin").read_bytes() == data

@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import io
 import json
+import random
 import tarfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -350,10 +351,16 @@ def tar_layout(layout: Path, out: Path, image_name: str | None = None) -> Path:
     return out
 
 
-def write_rootfs_tar(path: Path, seed: str) -> Path:
-    """A plain (uncompressed) root filesystem tarball for ``docker import``."""
+def write_rootfs_tar(path: Path, seed: str, random_bytes: int = 0) -> Path:
+    """A plain (uncompressed) root filesystem tarball for ``docker import``.
+
+    ``random_bytes`` adds an incompressible file of that size (seeded, so still
+    deterministic) for tests that need a big layer.
+    """
     path = Path(path)
     files = {**layer_files(seed, 0), **layer_files(seed, 1)}
+    if random_bytes:
+        files["app/data/random.bin"] = random.Random(seed).randbytes(random_bytes)
     path.write_bytes(_tar_bytes(files, {name: 0o755 for name in files if name.endswith(".sh")}))
     return path
 
