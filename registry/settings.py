@@ -140,13 +140,16 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
         node = overrides
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        # YAML parsing gives "5001" -> 5001, "true" -> True, as in the file.
-        try:
-            node[parts[-1]] = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            node[parts[-1]] = raw
-        if node[parts[-1]] is None:
-            node[parts[-1]] = ""
+        # Plain strings: pydantic turns "5001" into 5001 and "true" into True where the field
+        # wants it, and a path like "~" or a host like "::" stays what it says. Lists and
+        # mappings may be given in YAML/JSON flow style: BERTH_AUTH__VERIFICATION_KEYS=[a, b].
+        value: Any = raw
+        if raw.lstrip().startswith(("[", "{")):
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                value = raw
+        node[parts[-1]] = value
     return overrides
 
 

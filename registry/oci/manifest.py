@@ -140,7 +140,7 @@ def parse(payload: bytes, content_type: str | None) -> Manifest:
         )
     try:
         body = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _invalid("body is not valid JSON") from exc
     if not isinstance(body, dict):
         raise _invalid("body is not a JSON object")
