@@ -1,4 +1,4 @@
-"""The `berth` command line: serve, migrate."""
+"""The `berth` command line: serve, migrate, and administration (tenant, user, member, robot)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from registry import __version__
+from registry.admin import commands as admin_commands
 from registry.settings import Settings, SettingsError, load_settings
 
 # Worker processes rebuild the exact settings the parent resolved from file, env and flags.
@@ -36,10 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="berth",
         description=(
-            "Berth, a private OCI container registry. Configuration comes from embedded "
-            "defaults, then --config FILE, then BERTH_* environment variables "
-            "(BERTH_SECTION__KEY=value), then the flags of each command."
+            "Berth, a private OCI container registry.\n\n"
+            "Configuration comes from embedded defaults, then --config FILE, then BERTH_*\n"
+            "environment variables (BERTH_SECTION__KEY=value), then the flags of each command."
         ),
+        epilog=admin_commands.EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"berth {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -59,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _settings_options(migrate)
     migrate.add_argument("--revision", default="head", help="target revision (default: head)")
+    admin_commands.add_commands(commands, _settings_options)
     return parser
 
 
@@ -148,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args)
         if args.command == "migrate":
             return _migrate(args)
+        if args.command in admin_commands.COMMANDS:
+            return admin_commands.run(args, _load(args))
     except SettingsError as exc:
         print(f"berth: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from registry import errors
-from registry.api import blobs, catalog, manifests, referrers, tags, token, uploads
+from registry.api import admin, blobs, catalog, manifests, referrers, tags, token, uploads
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -88,4 +88,21 @@ ROUTES: list[BaseRoute] = [
     resource(N + "/referrers/{digest}", GET=referrers.list_referrers),
     resource("/auth/token", GET=token.get_token, POST=token.post_token),
     resource("/auth/jwks", GET=token.jwks),
+    resource("/api/v1/tenants", GET=admin.list_tenants, POST=admin.create_tenant),
+    resource("/api/v1/tenants/{tenant}", PATCH=admin.update_tenant, DELETE=admin.delete_tenant),
+    resource("/api/v1/tenants/{tenant}/members", GET=admin.list_members),
+    resource(
+        "/api/v1/tenants/{tenant}/members/{user}",
+        PUT=admin.set_member,
+        DELETE=admin.remove_member,
+    ),
+    resource("/api/v1/tenants/{tenant}/robots", GET=admin.list_robots, POST=admin.create_robot),
+    resource(
+        "/api/v1/tenants/{tenant}/robots/{robot}",
+        PATCH=admin.update_robot,
+        DELETE=admin.delete_robot,
+    ),
+    resource("/api/v1/tenants/{tenant}/robots/{robot}/secret", POST=admin.rotate_robot_secret),
+    resource("/api/v1/users", GET=admin.list_users, POST=admin.create_user),
+    resource("/api/v1/users/{user}", PATCH=admin.update_user, DELETE=admin.delete_user),
 ]

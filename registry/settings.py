@@ -137,6 +137,9 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
         if not key.startswith(ENV_PREFIX) or key == f"{ENV_PREFIX}ADMIN_PASSWORD":
             continue
         parts = key[len(ENV_PREFIX) :].lower().split("__")
+        # Other programs' BERTH_* variables (test helpers, wrappers) are not settings.
+        if parts[0] not in Settings.model_fields:
+            continue
         node = overrides
         for part in parts[:-1]:
             node = node.setdefault(part, {})

@@ -139,7 +139,8 @@ def parse(payload: bytes, content_type: str | None) -> Manifest:
             message=f"manifest is {len(payload)} bytes, over the limit of {MAX_MANIFEST_SIZE}",
         )
     try:
-        body = json.loads(payload)
+        # Decoded explicitly: json.loads would guess UTF-16/32, which no client can read back.
+        body = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _invalid("body is not valid JSON") from exc
     if not isinstance(body, dict):
@@ -172,7 +173,7 @@ def parse(payload: bytes, content_type: str | None) -> Manifest:
         if header_type not in (None, "application/json", "application/octet-stream"):
             raise _invalid(f"Content-Type {header_type!r} does not match mediaType {body_type!r}")
         media_type = body_type
-    elif header_type is None and body_type is None:
+    elif header_type in (None, "application/json") and body_type is None:
         # An OCI manifest may omit mediaType; tell the two kinds apart by their fields.
         if "manifests" in body:
             media_type = mt.OCI_INDEX

@@ -91,7 +91,7 @@ def test_acceptable_after_parsing_parameters_and_case() -> None:
 
 
 def test_type_groups() -> None:
-    assert mt.IMAGE_MANIFESTS == {mt.OCI_MANIFEST, mt.DOCKER_MANIFEST}
-    assert mt.INDEXES == {mt.OCI_INDEX, mt.DOCKER_LIST}
+    assert {mt.OCI_MANIFEST, mt.DOCKER_MANIFEST} == mt.IMAGE_MANIFESTS
+    assert {mt.OCI_INDEX, mt.DOCKER_LIST} == mt.INDEXES
     assert mt.SUPPORTED == mt.IMAGE_MANIFESTS | mt.INDEXES
     assert not {mt.DOCKER_SCHEMA1, mt.DOCKER_SCHEMA1_SIGNED, mt.OCI_EMPTY} & mt.SUPPORTED

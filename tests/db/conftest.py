@@ -1,0 +1,79 @@
+"""A real, migrated database for every store test.
+
+SQLite by default: the schema is migrated once per session into a template file, and each test
+gets its own copy. When BERTH_TEST_POSTGRES_URL names a PostgreSQL database the tests own,
+every test also runs there, migrated once and emptied after each test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, pool, text
+
+from registry.db import migrate
+from registry.db.models import Base
+from registry.db.session import Database, sync_url
+
+POSTGRES_URL = os.environ.get("BERTH_TEST_POSTGRES_URL", "")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("db-template") / "berth.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated() -> Iterator[str]:
+    migrate.upgrade(POSTGRES_URL)
+    _truncate_all(POSTGRES_URL)  # rows an interrupted run may have left
+    yield POSTGRES_URL
+    migrate.downgrade(POSTGRES_URL, "base")
+
+
+def _truncate_all(url: str) -> None:
+    engine = create_engine(sync_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgresql",
+            marks=pytest.mark.skipif(not POSTGRES_URL, reason="BERTH_TEST_POSTGRES_URL not set"),
+        ),
+    ]
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        path = tmp_path / "berth.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    url = request.getfixturevalue("postgres_migrated")
+    yield url
+    _truncate_all(url)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    yield database
+    await database.dispose()
