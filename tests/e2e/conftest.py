@@ -4,9 +4,10 @@ Run them with ``pytest -m e2e tests/e2e`` (as root: containerd and dockerd need 
 
 * ``registry``: the Berth server under test, ``python -m registry serve`` on a free
   loopback port with a fresh data directory, one per session. Set
-  ``BERTH_E2E_REGISTRY_URL=http://127.0.0.1:5000`` to aim the suite at a registry
+  ``E2E_REGISTRY_URL=http://127.0.0.1:5000`` to aim the suite at a registry
   that is already running instead (for instance a reference implementation, to
-  check the tests themselves).
+  check the tests themselves). The name has no ``BERTH_`` prefix on purpose: the
+  server reads every ``BERTH_*`` variable as a setting and rejects unknown ones.
 * ``containerd`` / ``dockerd``: private daemons with their own directories and sockets.
 * ``single_layout`` / ``index_layout``: OCI image layouts built offline.
 
@@ -23,7 +24,7 @@ import re
 import shutil
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -49,6 +50,7 @@ from tests.support.processes import (  # noqa: E402
     RegistryAPI,
     RegistryProcess,
     external_registry,
+    find_docker_cli,
     start_containerd,
     start_dockerd,
     start_registry,
@@ -74,7 +76,7 @@ def require_binary(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
-    external = os.environ.get("BERTH_E2E_REGISTRY_URL")
+    external = os.environ.get("E2E_REGISTRY_URL")
     if external:
         yield external_registry(external)
         return
@@ -120,7 +122,8 @@ def dockerd(
     tmp_path_factory: pytest.TempPathFactory, registry: RegistryProcess
 ) -> Iterator[DockerdProcess]:
     require_binary("dockerd")
-    require_binary("docker")
+    if find_docker_cli() is None:
+        unavailable("the docker CLI is not installed (or $E2E_DOCKER_BIN is empty)")
     try:
         daemon = start_dockerd(
             tmp_path_factory.mktemp("dockerd"), insecure_registries=[registry.address]
@@ -158,7 +161,9 @@ def repo(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     # A failing client command often only makes sense next to the server's log.
     if report.failed and call.when == "call":

@@ -321,7 +321,7 @@ def test_concurrent_pushes_share_blobs(
     which: str,
 ) -> None:
     """Several clients push the same blobs at once, to different repositories and to one."""
-    if which == "multiworker_registry" and os.environ.get("BERTH_E2E_REGISTRY_URL"):
+    if which == "multiworker_registry" and os.environ.get("E2E_REGISTRY_URL"):
         pytest.skip("runs its own registry; not applicable to an external one")
     reg: RegistryProcess = request.getfixturevalue(which)
     remote = f"docker://{reg.address}"

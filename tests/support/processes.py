@@ -79,8 +79,8 @@ def wait_until(
 ) -> T:
     """Call ``predicate`` until it returns something truthy; return that value.
 
-    Exceptions raised by the predicate count as "not yet", except that the last
-    one is chained to the TimeoutError to explain what went wrong.
+    Exceptions raised by the predicate count as "not yet" (the last one is chained
+    to the TimeoutError to explain what went wrong), except DaemonStartError.
     """
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
@@ -89,6 +89,8 @@ def wait_until(
             value = predicate()
             if value:
                 return value
+        except DaemonStartError:
+            raise  # the daemon died: waiting longer cannot help
         except Exception as exc:  # the predicate decides what "ready" means
             last_exc = exc
         if time.monotonic() >= deadline:
@@ -150,6 +152,7 @@ class Daemon:
     proc: subprocess.Popen[bytes]
     log_path: Path
     cleanup_dirs: list[Path] = field(default_factory=list)
+    stopped: bool = False
 
     @property
     def pid(self) -> int:
@@ -167,6 +170,9 @@ class Daemon:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM, then SIGKILL to our own process group; safe to call twice."""
+        if self.stopped:
+            return  # the group id may belong to someone else by now
+        self.stopped = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -268,7 +274,12 @@ def start_registry(
     host: str = "127.0.0.1",
     timeout: float = 60.0,
 ) -> RegistryProcess:
-    """Run ``python -m registry serve`` from this checkout and wait for ``GET /v2/``."""
+    """Run ``python -m registry serve`` from this checkout and wait for ``GET /v2/``.
+
+    The server's output goes to ``data_dir/registry.log``. It inherits the
+    environment, so ``BERTH_*`` settings (a PostgreSQL URL, say) reach it;
+    ``extra_env`` adds more, e.g. ``{"BERTH_SERVER__WORKERS": "2"}``.
+    """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
@@ -495,8 +506,8 @@ class DockerdProcess:
 
 
 def find_docker_cli() -> str | None:
-    """The docker CLI to use: $BERTH_DOCKER_BIN, else the first ``docker`` on PATH."""
-    return os.environ.get("BERTH_DOCKER_BIN") or shutil.which("docker")
+    """The docker CLI to use: $E2E_DOCKER_BIN, else the first ``docker`` on PATH."""
+    return os.environ.get("E2E_DOCKER_BIN") or shutil.which("docker")
 
 
 def start_dockerd(
