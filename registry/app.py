@@ -104,7 +104,10 @@ async def _registry_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = errors.NOT_FOUND if exc.status_code == 404 else errors.METHOD_UNKNOWN
-    return code(status=exc.status_code).to_response(head=request.method == "HEAD")
+    # Keep Starlette's headers: a 405 must name the allowed methods in Allow.
+    return code(status=exc.status_code, headers=dict(exc.headers or {})).to_response(
+        head=request.method == "HEAD"
+    )
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:

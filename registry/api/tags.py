@@ -29,5 +29,6 @@ async def list_tags(request: Request) -> Response:
     headers = {}
     if n is not None and len(tags) > n:
         tags = tags[:n]
-        headers["Link"] = next_link(f"/v2/{name}/tags/list", n, tags[-1])
+        if tags:
+            headers["Link"] = next_link(f"/v2/{name}/tags/list", n, tags[-1])
     return json_response({"name": name, "tags": tags}, headers=headers)

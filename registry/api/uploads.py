@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import timedelta
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,6 +18,7 @@ from registry.api.base import authorized_repository, empty, services
 from registry.auth.access import Action
 from registry.context import Services
 from registry.db.blobs import BlobStore
+from registry.db.models import utcnow
 from registry.db.repositories import RepositoryStore
 from registry.db.uploads import UploadRecord, UploadStore
 from registry.oci.digest import Digest
@@ -24,6 +26,8 @@ from registry.oci.names import NAME_RE, tenant_of
 from registry.storage import layout
 from registry.storage.driver import InvalidOffset
 
+# Long enough for a slow client's biggest chunk; a claim left by a crashed process lapses.
+_CLAIM_LEASE = timedelta(hours=1)
 _CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?")
 
 
@@ -64,11 +68,11 @@ def _content_length(request: Request) -> int | None:
     return value
 
 
-def _check_chunk(request: Request, current: int) -> None:
-    """A chunk must start where the upload stands; anything else is 416, as the spec says."""
+def _chunk_range(request: Request, current: int) -> tuple[int, int] | None:
+    """The chunk's declared (start, end); it must start where the upload stands, or 416."""
     header = request.headers.get("content-range")
     if header is None:
-        return
+        return None
     m = _CONTENT_RANGE_RE.fullmatch(header.strip())
     if m is None:
         raise _out_of_order(current, f"malformed Content-Range {header[:80]!r}")
@@ -78,6 +82,7 @@ def _check_chunk(request: Request, current: int) -> None:
     length = _content_length(request)
     if length is not None and length != end - start + 1:
         raise _out_of_order(current, "Content-Range and Content-Length disagree")
+    return start, end
 
 
 def _out_of_order(current: int, message: str) -> errors.RegistryError:
@@ -89,25 +94,53 @@ def _out_of_order(current: int, message: str) -> errors.RegistryError:
 
 
 async def _append(request: Request, svc: Services, record: UploadRecord, *, final: bool) -> int:
-    """Stream the request body onto the upload and record the new size."""
-    try:
-        size, state = await svc.uploads.append(
-            record.id, record.size, record.writer_state, request.stream(), final=final
-        )
-    except InvalidOffset as exc:
-        # The stored data no longer matches the session: it cannot be continued.
-        raise errors.BLOB_UPLOAD_INVALID({"uuid": record.id}, message=str(exc)) from exc
-    expected = _content_length(request)
-    received = size - record.size
-    if expected is not None and received != expected and not final:
-        raise errors.SIZE_INVALID({"received": received, "Content-Length": expected})
+    """Stream the request body onto the upload and record the new size.
+
+    The request first claims the session in the database, so two requests never write into
+    one upload at once, whichever processes they run on; a second one gets 416 and writes
+    nothing. A body that turns out shorter or longer than it declared is not recorded.
+    """
+    declared = _chunk_range(request, record.size)
+    holder = str(uuid.uuid4())
     async with svc.db.write() as session:
-        advanced = await UploadStore(session).advance(record.id, record.size, size, state)
-    if not advanced:
-        raise errors.BLOB_UPLOAD_INVALID(
-            {"uuid": record.id}, message="the upload was changed by a concurrent request"
+        claimed = await UploadStore(session).claim(
+            record.id, record.size, holder, utcnow() + _CLAIM_LEASE
         )
-    return size
+    if not claimed:
+        raise _out_of_order(record.size, "another request is writing to this upload")
+    recorded = False
+    try:
+        try:
+            size, state = await svc.uploads.append(
+                record.id, record.size, record.writer_state, request.stream(), final=final
+            )
+        except InvalidOffset as exc:
+            # The stored data no longer matches the session: it cannot be continued.
+            raise errors.BLOB_UPLOAD_INVALID({"uuid": record.id}, message=str(exc)) from exc
+        received = size - record.size
+        expected = _content_length(request)
+        if declared is not None and received != declared[1] - declared[0] + 1:
+            raise _out_of_order(
+                record.size, f"received {received} bytes, Content-Range declared otherwise"
+            )
+        if expected is not None and received != expected:
+            raise errors.SIZE_INVALID({"received": received, "Content-Length": expected})
+        async with svc.db.write() as session:
+            # A final chunk keeps the claim: nobody may write after it until the PUT is done.
+            recorded = await UploadStore(session).advance(
+                record.id, holder, size, state, release=not final
+            )
+        if not recorded:
+            raise errors.BLOB_UPLOAD_INVALID(
+                {"uuid": record.id}, message="the upload was changed by a concurrent request"
+            )
+        return size
+    finally:
+        if not recorded:
+            # Bytes past the recorded size are dropped at the next resume.
+            svc.uploads.forget(record.id)
+            async with svc.db.write() as session:
+                await UploadStore(session).release(record.id, holder)
 
 
 async def _finish(
@@ -206,7 +239,6 @@ async def patch_upload(request: Request) -> Response:
     name = await authorized_repository(request)
     svc = services(request)
     record = await _load(svc, name, request.path_params["uuid"])
-    _check_chunk(request, record.size)
     size = await _append(request, svc, record, final=False)
     return empty(202, _progress_headers(name, record.id, size))
 
@@ -218,7 +250,6 @@ async def finish_upload(request: Request) -> Response:
         raise errors.DIGEST_INVALID(message="the digest query parameter is required")
     digest = Digest.parse(request.query_params["digest"])
     record = await _load(svc, name, request.path_params["uuid"])
-    _check_chunk(request, record.size)
     size = await _append(request, svc, record, final=True)
     return await _finish(svc, name, record, size, digest)
 

@@ -145,6 +145,10 @@ class UploadSession(Base):
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     # The storage writer's resumable state (see storage.driver.FileWriter.state).
     writer_state: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The request currently writing a chunk, and until when its claim holds: one writer at a
+    # time, whichever process or replica it runs on (docs/uploads.md).
+    holder: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    held_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, index=True

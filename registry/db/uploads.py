@@ -52,16 +52,50 @@ class UploadStore:
             return None
         return UploadRecord(row.id, row.repository_id, row.size, row.writer_state, row.created_at)
 
-    async def advance(
-        self, upload_id: str, expected_size: int, size: int, writer_state: dict[str, Any]
-    ) -> bool:
-        """Record progress only if nobody else moved the upload meanwhile (compare-and-set)."""
+    async def claim(self, upload_id: str, size: int, holder: str, until: datetime) -> bool:
+        """Take the upload for one request if it stands at ``size`` and nobody holds it."""
+        now = utcnow()
         result = await self.session.execute(
             update(UploadSession)
-            .where(UploadSession.id == upload_id, UploadSession.size == expected_size)
-            .values(size=size, writer_state=writer_state, updated_at=utcnow())
+            .where(
+                UploadSession.id == upload_id,
+                UploadSession.size == size,
+                (UploadSession.holder.is_(None)) | (UploadSession.held_until < now),
+            )
+            .values(holder=holder, held_until=until, updated_at=now)
         )
         return bool(result.rowcount)
+
+    async def advance(
+        self,
+        upload_id: str,
+        holder: str,
+        size: int,
+        writer_state: dict[str, Any],
+        *,
+        release: bool = True,
+    ) -> bool:
+        """Record the holder's progress; false if its claim was lost meanwhile."""
+        values: dict[str, Any] = {
+            "size": size,
+            "writer_state": writer_state,
+            "updated_at": utcnow(),
+        }
+        if release:
+            values.update(holder=None, held_until=None)
+        result = await self.session.execute(
+            update(UploadSession)
+            .where(UploadSession.id == upload_id, UploadSession.holder == holder)
+            .values(**values)
+        )
+        return bool(result.rowcount)
+
+    async def release(self, upload_id: str, holder: str) -> None:
+        await self.session.execute(
+            update(UploadSession)
+            .where(UploadSession.id == upload_id, UploadSession.holder == holder)
+            .values(holder=None, held_until=None)
+        )
 
     async def delete(self, upload_id: str) -> bool:
         result = await self.session.execute(

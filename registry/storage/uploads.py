@@ -81,6 +81,10 @@ class UploadData:
             await to_thread.run_sync(hasher.update, chunk)
         return Digest(algorithm, hasher.hexdigest())
 
+    def forget(self, upload_id: str) -> None:
+        """Drop the cached hash: it may include bytes that were never recorded."""
+        self._hashers.pop(upload_id, None)
+
     async def discard(self, upload_id: str) -> None:
         self._hashers.pop(upload_id, None)
         with contextlib.suppress(PathNotFound):

@@ -231,16 +231,24 @@ def start_upload(client: httpx.Client, repo: str) -> str:
     return location
 
 
-def push_blob(client: httpx.Client, repo: str, data: bytes, algorithm: str = "sha256") -> str:
-    """POST then monolithic PUT; return the digest."""
+def push_blob(
+    client: httpx.Client,
+    repo: str,
+    data: bytes,
+    algorithm: str = "sha256",
+    *,
+    monolithic: bool = True,
+) -> str:
+    """Push one blob and return its digest: POST ?digest= (one request), or POST then PUT."""
     digest = digest_of(data, algorithm)
-    location = start_upload(client, repo)
-    resp = client.put(
-        location,
-        params={"digest": digest},
-        content=data,
-        headers={"Content-Type": "application/octet-stream"},
-    )
+    headers = {"Content-Type": "application/octet-stream"}
+    if monolithic:
+        resp = client.post(
+            f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=data, headers=headers
+        )
+    else:
+        location = start_upload(client, repo)
+        resp = client.put(location, params={"digest": digest}, content=data, headers=headers)
     expect(resp, 201)
     assert resp.headers["Docker-Content-Digest"] == digest, describe(resp)
     return digest
@@ -360,7 +368,7 @@ _tenants = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def new_repo() -> Callable[..., str]:
-    """``new_repo()`` names a repository under a fresh tenant; ``new_repo(tenant=...)`` reuses one."""
+    """``new_repo()``: a repository under a fresh tenant; ``new_repo(tenant)`` reuses one."""
 
     def make(tenant: str | None = None, name: str = "app") -> str:
         return f"{tenant or new_tenant()}/{name}"
