@@ -576,23 +576,36 @@ async def test_upload_create_get_delete(db: Database) -> None:
         assert await UploadStore(session).get("upload-1", repo_id) is None
 
 
-async def test_upload_advance_is_compare_and_set(db: Database) -> None:
+async def test_upload_claims_admit_one_writer(db: Database) -> None:
     repo_id = await make_repo(db, "acme/app")
+    later = utcnow() + timedelta(hours=1)
     async with db.write() as session:
         await UploadStore(session).create("u", repo_id)
     async with db.write() as session:
-        assert await UploadStore(session).advance("u", 0, 100, {"parts": 1}) is True
+        uploads = UploadStore(session)
+        assert await uploads.claim("u", 0, "first", later) is True
+        # A second request that also saw size 0 cannot claim it while the first holds it ...
+        assert await uploads.claim("u", 0, "second", later) is False
+        # ... nor record progress it never claimed.
+        assert await uploads.advance("u", "second", 50, {"parts": 9}) is False
+        assert await uploads.claim("missing", 0, "x", later) is False
     async with db.write() as session:
-        # A second writer that also saw size 0 arrives late: it must not overwrite.
-        assert await UploadStore(session).advance("u", 0, 50, {"parts": 9}) is False
-        assert await UploadStore(session).advance("u", 99, 150, {"parts": 9}) is False
-        assert await UploadStore(session).advance("missing", 0, 1, {}) is False
+        assert await UploadStore(session).advance("u", "first", 100, {"parts": 1}) is True
     async with db.read() as session:
         got = await UploadStore(session).get("u", repo_id)
         assert got is not None
         assert (got.size, got.writer_state) == (100, {"parts": 1})
     async with db.write() as session:
-        assert await UploadStore(session).advance("u", 100, 250, {"parts": 2}) is True
+        uploads = UploadStore(session)
+        # A stale size is refused even when nobody holds the upload.
+        assert await uploads.claim("u", 0, "late", later) is False
+        assert await uploads.claim("u", 100, "next", later) is True
+        await uploads.release("u", "next")
+        # A lapsed claim (a crashed holder) can be taken over.
+        assert await uploads.claim("u", 100, "crashed", utcnow() - timedelta(seconds=1)) is True
+        assert await uploads.claim("u", 100, "rescuer", later) is True
+        assert await uploads.advance("u", "crashed", 999, {}) is False
+        assert await uploads.advance("u", "rescuer", 250, {"parts": 2}) is True
     async with db.read() as session:
         got = await UploadStore(session).get("u", repo_id)
         assert got is not None
