@@ -150,7 +150,12 @@ def start_seaweed(tmpdir: Path | None = None, timeout: float = 60.0) -> SeaweedS
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["HOME"] = str(root)  # weed looks for optional config files under $HOME
-    daemon = _spawn_clean("seaweedfs", cmd, root / "weed.log", env, root)
+    try:
+        daemon = _spawn_clean("seaweedfs", cmd, root / "weed.log", env, root)
+    except OSError as exc:
+        if made:
+            shutil.rmtree(root, ignore_errors=True)
+        raise DaemonStartError(f"cannot run {weed}: {exc}") from exc
     if made:
         daemon.cleanup_dirs.append(root)
 
