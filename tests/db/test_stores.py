@@ -612,16 +612,19 @@ async def test_upload_claims_admit_one_writer(db: Database) -> None:
         assert (got.size, got.writer_state) == (250, {"parts": 2})
 
 
-async def test_concurrent_advances_only_one_wins(db: Database) -> None:
+async def test_concurrent_claims_only_one_wins(db: Database) -> None:
     repo_id = await make_repo(db, "acme/app")
     async with db.write() as session:
         await UploadStore(session).create("u", repo_id)
 
-    async def advance(size: int) -> bool:
+    async def claim_and_advance(holder: str, size: int) -> bool:
         async with db.write() as session:
-            return await UploadStore(session).advance("u", 0, size, {"size": size})
+            uploads = UploadStore(session)
+            if not await uploads.claim("u", 0, holder, utcnow() + timedelta(hours=1)):
+                return False
+            return await uploads.advance("u", holder, size, {"size": size})
 
-    results = await asyncio.gather(advance(10), advance(20))
+    results = await asyncio.gather(claim_and_advance("a", 10), claim_and_advance("b", 20))
     assert sorted(results) == [False, True]
     async with db.read() as session:
         got = await UploadStore(session).get("u", repo_id)
@@ -658,7 +661,9 @@ async def test_upload_expired(db: Database) -> None:
 
     # Progress on an upload makes it fresh again.
     async with db.write() as session:
-        assert await UploadStore(session).advance("old-1", 0, 10, {}) is True
+        uploads = UploadStore(session)
+        assert await uploads.claim("old-1", 0, "h", utcnow() + timedelta(hours=1)) is True
+        assert await uploads.advance("old-1", "h", 10, {}) is True
     async with db.read() as session:
         assert await UploadStore(session).expired(cutoff) == [("old-2", "tenant2/repo")]
 
