@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from registry.auth.access import AccessPolicy
 from registry.auth.login import Authenticator
 from registry.auth.tokens import TokenIssuer
+from registry.cache import ContentCache
 from registry.db.session import Database
 from registry.settings import Settings
 from registry.storage.blobs import BlobContent
@@ -25,3 +26,4 @@ class Services:
     # Set when auth.mode is "token".
     tokens: TokenIssuer | None = None
     authenticator: Authenticator | None = None
+    manifests: ContentCache = field(default_factory=ContentCache)

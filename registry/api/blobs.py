@@ -22,8 +22,7 @@ _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 
 async def _linked_blob(request: Request, name: str, digest: Digest) -> BlobRecord:
     async with services(request).db.read() as session:
-        repo_id = await RepositoryStore(session).get_id(name)
-        blob = await BlobStore(session).linked(repo_id, str(digest)) if repo_id else None
+        blob = await BlobStore(session).linked_by_name(name, str(digest))
     if blob is None:
         raise errors.BLOB_UNKNOWN({"digest": str(digest)})
     return blob

@@ -31,15 +31,8 @@ async def _find(request: Request, name: str) -> ManifestRecord:
     tag, digest = _reference(request)
     accepted = mt.parse_accept(request.headers.getlist("accept"))
     async with services(request).db.read() as session:
-        repo_id = await RepositoryStore(session).get_id(name)
         manifests = ManifestStore(session)
-        record = None
-        if repo_id is not None:
-            record = (
-                await manifests.by_tag(repo_id, tag)
-                if tag is not None
-                else await manifests.by_digest(repo_id, str(digest))
-            )
+        record = await manifests.find(name, tag=tag, digest=None if digest is None else str(digest))
         if record is None:
             raise errors.MANIFEST_UNKNOWN({"reference": tag or str(digest)})
         if mt.acceptable(record.media_type, accepted):
@@ -51,15 +44,24 @@ async def _find(request: Request, name: str) -> ManifestRecord:
             and record.media_type == mt.DOCKER_LIST
             and mt.DOCKER_MANIFEST in accepted
         ):
-            child = _default_platform_child(record.payload)
-            if child is not None and repo_id is not None:
-                found = await manifests.by_digest(repo_id, child)
-                if found is not None:
-                    return found
+            child = _default_platform_child(await manifests.payload(record.id))
+            found = await manifests.find(name, digest=child) if child else None
+            if found is not None:
+                return found
     raise errors.MANIFEST_UNKNOWN(
         {"mediaType": record.media_type, "accept": sorted(accepted)},
         message=f"manifest found as {record.media_type}, which the Accept header does not allow",
     )
+
+
+async def _payload(request: Request, record: ManifestRecord) -> bytes:
+    cache = services(request).manifests
+    payload = cache.get(record.digest)
+    if payload is None:
+        async with services(request).db.read() as session:
+            payload = await ManifestStore(session).payload(record.id)
+        cache.put(record.digest, payload)
+    return payload
 
 
 def _default_platform_child(payload: bytes) -> str | None:
@@ -87,7 +89,8 @@ async def head_manifest(request: Request) -> Response:
 async def get_manifest(request: Request) -> Response:
     name = await authorized_repository(request)
     record = await _find(request, name)
-    return Response(record.payload, 200, _headers(record), media_type=record.media_type)
+    payload = await _payload(request, record)
+    return Response(payload, 200, _headers(record), media_type=record.media_type)
 
 
 async def _read_body(request: Request) -> bytes:

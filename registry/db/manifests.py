@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from registry.db.models import Manifest, ManifestBlob, ManifestReference, Tag
+from registry.db.models import Manifest, ManifestBlob, ManifestReference, Repository, Tag
 from registry.db.session import insert_ignoring_conflicts
 from registry.oci.manifest import Manifest as ParsedManifest
 
@@ -20,7 +20,6 @@ class ManifestRecord:
     digest: str
     media_type: str
     size: int
-    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +31,13 @@ class ReferrerRecord:
     annotations: dict[str, Any] | None
 
 
-_COLUMNS = (Manifest.id, Manifest.digest, Manifest.media_type, Manifest.size, Manifest.payload)
+# Payloads are fetched separately (``payload``): HEAD never needs them, and GET can take them
+# from a cache, since a digest's bytes never change.
+_COLUMNS = (Manifest.id, Manifest.digest, Manifest.media_type, Manifest.size)
 
 
 def _record(row: Any) -> ManifestRecord | None:
-    return (
-        ManifestRecord(row.id, row.digest, row.media_type, row.size, row.payload) if row else None
-    )
+    return ManifestRecord(row.id, row.digest, row.media_type, row.size) if row else None
 
 
 class ManifestStore:
@@ -64,6 +63,26 @@ class ManifestStore:
             )
         ).first()
         return _record(row)
+
+    async def find(
+        self, repository: str, *, tag: str | None = None, digest: str | None = None
+    ) -> ManifestRecord | None:
+        """A manifest of ``repository`` by tag or digest, in one query (the pull hot path)."""
+        query = select(*_COLUMNS).join(Repository, Repository.id == Manifest.repository_id)
+        if tag is not None:
+            query = query.join(Tag, Tag.manifest_id == Manifest.id).where(Tag.name == tag)
+        else:
+            query = query.where(Manifest.digest == digest)
+        row = (await self.session.execute(query.where(Repository.name == repository))).first()
+        return _record(row)
+
+    async def payload(self, manifest_id: int) -> bytes:
+        value = await self.session.scalar(
+            select(Manifest.payload).where(Manifest.id == manifest_id)
+        )
+        if value is None:
+            raise LookupError(f"manifest {manifest_id} is gone")
+        return bytes(value)
 
     async def missing(self, repository_id: int, digests: Iterable[str]) -> set[str]:
         wanted = set(digests)

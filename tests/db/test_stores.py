@@ -298,8 +298,10 @@ async def test_manifest_put_and_read_back(db: Database) -> None:
         assert record.id == manifest_id
         assert record.digest == digest
         assert record.media_type == mt.OCI_MANIFEST
-        assert record.payload == payload
+        assert await manifests.payload(record.id) == payload
         assert record.size == len(payload)
+        assert await manifests.find("acme/app", digest=digest) == record
+        assert await manifests.find("acme/other", digest=digest) is None
         assert await manifests.by_digest(repo_id, sha256(b"other")) is None
         assert await manifests.missing(repo_id, [digest, sha256(b"x")]) == {sha256(b"x")}
         assert await manifests.missing(repo_id, []) == set()
