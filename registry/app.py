@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -122,6 +123,15 @@ async def _storage_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    # OperationalError: the database could not be reached or dropped the connection (or asked
+    # for a retry: deadlock, serialization failure). A client retry is the right answer.
+    log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+    return errors.UNAVAILABLE(message="database is unavailable, try again").to_response(
+        head=request.method == "HEAD"
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return errors.INTERNAL().to_response(head=request.method == "HEAD")
@@ -150,6 +160,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             HTTPException: _http_error,
             ClientDisconnect: _client_gone,
             StorageUnavailable: _storage_unavailable,
+            OperationalError: _database_unavailable,
             Exception: _unexpected,
         },
     )

@@ -14,7 +14,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from registry import errors
-from registry.api import admin, blobs, catalog, manifests, referrers, tags, token, uploads
+from registry.api import (
+    admin,
+    blobs,
+    catalog,
+    health,
+    manifests,
+    referrers,
+    tags,
+    token,
+    uploads,
+)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -86,6 +96,8 @@ ROUTES: list[BaseRoute] = [
         DELETE=blobs.delete_blob,
     ),
     resource(N + "/referrers/{digest}", GET=referrers.list_referrers),
+    resource("/health/live", GET=health.live),
+    resource("/health/ready", GET=health.ready),
     resource("/auth/token", GET=token.get_token, POST=token.post_token),
     resource("/auth/jwks", GET=token.jwks),
     resource("/api/v1/tenants", GET=admin.list_tenants, POST=admin.create_tenant),

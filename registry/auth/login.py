@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -53,25 +56,88 @@ def parse_basic(header: str | None) -> Credentials | None:
     return Credentials(username, password)
 
 
+# How long a verified name and secret stay verified in this process. A hit still asks the
+# database whether the account is unchanged (one indexed lookup), so disabling, deleting or
+# re-keying it takes effect at once; what it saves is argon2 and the throttle queries.
+CREDENTIAL_CACHE_SECONDS = 60.0
+
+
 class Authenticator:
     def __init__(self, db: Database, pepper: bytes, throttle: ThrottleSettings) -> None:
         self.db, self.pepper, self.throttle = db, pepper, throttle
+        # Keyed by an HMAC of the secret under a per-process key: no plain secrets in memory.
+        self._cache_key = secrets.token_bytes(32)
+        # (name, secret mac) -> (expiry, identity, the stored hash the secret matched)
+        self._verified: dict[tuple[str, str], tuple[float, Identity, str]] = {}
+        self._recent_failures: dict[str, float] = {}
+
+    def _cache_slot(self, credentials: Credentials) -> tuple[str, str]:
+        mac = hmac.new(self._cache_key, credentials.password.encode(), hashlib.sha256)
+        return credentials.username, mac.hexdigest()
 
     async def login(self, credentials: Credentials, client: str | None) -> Identity:
         """The identity these credentials prove, or BadCredentials / TOOMANYREQUESTS."""
+        slot = self._cache_slot(credentials)
+        hit = self._verified.get(slot)
+        keys = self._throttle_keys(credentials, client)
+        if hit is not None and hit[0] > time.monotonic() and not self._failed_here(keys):
+            current = await self._unchanged(hit[1], hit[2])
+            if current is not None:
+                return current
+            del self._verified[slot]
+        identity, fingerprint = await self._login(credentials, keys, client)
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[slot] = (time.monotonic() + CREDENTIAL_CACHE_SECONDS, identity, fingerprint)
+        return identity
+
+    async def _unchanged(self, identity: Identity, fingerprint: str) -> Identity | None:
+        """The account as it is now, if it is still usable with the same stored secret."""
+        async with self.db.read() as session:
+            store = IdentityStore(session)
+            if identity.kind == "robot":
+                tenant, _, name = identity.subject.partition("+")
+                robot = await store.robot(tenant, name)
+                if robot and robot.usable(utcnow()) and robot.secret_hash == fingerprint:
+                    return robot_identity(robot)
+                return None
+            user = await store.user(identity.subject)
+        if user and not user.disabled and user.password_hash == fingerprint:
+            return user_identity(user)
+        return None
+
+    @staticmethod
+    def _throttle_keys(credentials: Credentials, client: str | None) -> list[str]:
         keys = [f"account:{credentials.username[:255]}"]
         if client:
             keys.append(f"address:{client}")
+        return keys
+
+    def _failed_here(self, keys: list[str]) -> bool:
+        """Whether this process saw a failed login for these keys within the window: then even
+        cached credentials go through the throttle, so a locked account stays locked."""
+        horizon = time.monotonic() - self.throttle.window_seconds
+        return any(self._recent_failures.get(k, -1e18) > horizon for k in keys)
+
+    async def _login(
+        self, credentials: Credentials, keys: list[str], client: str | None
+    ) -> Identity:
         await self._check_throttle(keys, credentials.username, client)
-        identity = await self._verify(credentials)
-        if identity is None:
+        verified = await self._verify(credentials)
+        if verified is None:
+            now = time.monotonic()
+            if len(self._recent_failures) > 10_000:
+                self._recent_failures.clear()
+            for key in keys:
+                self._recent_failures[key] = now
             async with self.db.write() as session:
                 await IdentityStore(session).record_failures(keys)
             audit.record("login", "failure", actor=credentials.username[:255], client=client)
             raise BadCredentials("invalid username or password")
-        return identity
+        return verified
 
-    async def _verify(self, credentials: Credentials) -> Identity | None:
+    async def _verify(self, credentials: Credentials) -> tuple[Identity, str] | None:
+        """The identity and the stored hash the secret matched, or None."""
         username, password = credentials.username, credentials.password
         async with self.db.read() as session:
             store = IdentityStore(session)
@@ -81,14 +147,14 @@ class Authenticator:
                 if robot is None or not robot.usable(utcnow()):
                     return None
                 ok = verify_robot_secret(self.pepper, robot.secret_hash, password)
-                return robot_identity(robot) if ok else None
+                return (robot_identity(robot), robot.secret_hash) if ok else None
             user = await store.user(username)
         if user is None or user.disabled:
             # Spend the same time as a real check: timing must not reveal accounts.
             await to_thread.run_sync(burn_password_check, password)
             return None
         ok = await to_thread.run_sync(verify_password, user.password_hash, password)
-        return user_identity(user) if ok else None
+        return (user_identity(user), user.password_hash) if ok else None
 
     async def _check_throttle(self, keys: list[str], username: str, client: str | None) -> None:
         window = timedelta(seconds=self.throttle.window_seconds)

@@ -82,20 +82,22 @@ async def permitted(session: AsyncSession, identity: Identity, repository: str) 
 
 async def grant(session: AsyncSession, identity: Identity, scopes: list[Scope]) -> list[Scope]:
     """What a token for ``identity`` asking for ``scopes`` carries (possibly nothing)."""
-    granted: list[Scope] = []
-    cache: dict[str, frozenset[str]] = {}
+    known: dict[str, frozenset[str]] = {}
     for scope in scopes:
-        if scope.type == "repository":
-            if scope.name not in cache:
-                cache[scope.name] = await permitted(session, identity, scope.name)
-            actions = scope.actions & cache[scope.name]
-        elif (scope.type, scope.name) == CATALOG and not identity.anonymous:
-            # Every signed-in caller may ask; the catalog lists only what they may pull.
-            actions = scope.actions & {"*"}
-        else:
-            actions = frozenset()
-        granted.append(Scope(scope.type, scope.name, frozenset(actions)))
-    return granted
+        if scope.type == "repository" and scope.name not in known:
+            known[scope.name] = await permitted(session, identity, scope.name)
+    return [_granted(identity, scope, known) for scope in scopes]
+
+
+def _granted(identity: Identity, scope: Scope, known: dict[str, frozenset[str]]) -> Scope:
+    if scope.type == "repository":
+        actions = scope.actions & known.get(scope.name, frozenset())
+    elif (scope.type, scope.name) == CATALOG and not identity.anonymous:
+        # Every signed-in caller may ask; the catalog lists only what they may pull.
+        actions = scope.actions & {"*"}
+    else:
+        actions = frozenset()
+    return Scope(scope.type, scope.name, frozenset(actions))
 
 
 async def readable_tenants(session: AsyncSession, identity: Identity) -> set[str] | None:

@@ -34,6 +34,16 @@ NAMING = {
 DIGEST = String(200)
 
 
+def listed_name(length: int) -> String:
+    """A name listed in order (catalog, tags): compared bytewise on every database.
+
+    Distribution sorts by bytes, and so does SQLite (BINARY). PostgreSQL would use the
+    database's default collation, under which en_US puts ``a_b`` before ``a-b`` and ``a``
+    before ``B``: the "C" collation keeps order and ``last`` pagination bytewise there too.
+    """
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -46,7 +56,7 @@ class Repository(Base):
     __tablename__ = "repositories"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(listed_name(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -125,7 +135,7 @@ class Tag(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
-    name: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(listed_name(128))
     manifest_id: Mapped[int] = mapped_column(
         ForeignKey("manifests.id", ondelete="CASCADE"), index=True
     )

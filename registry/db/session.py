@@ -45,7 +45,13 @@ class Database:
         self.is_sqlite = self.url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": not self.is_sqlite}
         if not self.is_sqlite:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+            # The stores rely on READ COMMITTED, whatever the server's default: each statement
+            # sees what committed before it, so after INSERT ... ON CONFLICT DO NOTHING waited
+            # for a concurrent insert, the next SELECT finds that row; and a compare-and-set
+            # UPDATE re-checks its WHERE on the row a concurrent writer left (docs/uploads.md).
+            kwargs.update(
+                pool_size=pool_size, max_overflow=pool_size, isolation_level="READ COMMITTED"
+            )
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             _sqlite_pragmas(self.engine)

@@ -533,6 +533,8 @@ class _S3Writer(FileWriter):
             await d._call(
                 "put_object", self._path, Bucket=d.bucket, Key=self._key, Body=bytes(self._buffer)
             )
+            # The content is stored now: ``size`` must keep counting it once the buffer empties.
+            self._stored += len(self._buffer)
         else:
             if self._buffer or not self._parts:
                 await self._upload_part(len(self._buffer))

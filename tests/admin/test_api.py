@@ -348,8 +348,9 @@ def test_admin_changes_are_audited(
 
 @pytest.mark.anyio
 async def test_no_admin_api_without_token_auth(tmp_path: Path) -> None:
-    settings = load_settings(environ={}, overrides={"data_dir": str(tmp_path)})
-    assert settings.auth.mode == "none"
+    settings = load_settings(
+        environ={}, overrides={"data_dir": str(tmp_path), "auth": {"mode": "none"}}
+    )
     app = create_app(settings)
     app.state.services = services = build_services(settings)
     try:
