@@ -178,7 +178,10 @@ class _FileWriter(FileWriter):
             f,
         )
         self._size = size
-        self._buffer = bytearray()
+        # Chunks as received, written together once a block's worth is pending: one thread
+        # hop per block and no copy into an intermediate buffer.
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self._done = False
 
     @property
@@ -191,15 +194,16 @@ class _FileWriter(FileWriter):
     async def write(self, data: bytes) -> None:
         if self._done:
             raise StorageError("writer already closed", self._path)
-        self._buffer += data
+        self._pending.append(data)
+        self._pending_size += len(data)
         self._size += len(data)
-        if len(self._buffer) >= WRITE_BLOCK:
+        if self._pending_size >= WRITE_BLOCK:
             await self._flush()
 
     async def _flush(self) -> None:
-        if self._buffer:
-            block, self._buffer = bytes(self._buffer), bytearray()
-            await to_thread.run_sync(self._f.write, block)
+        if self._pending:
+            chunks, self._pending, self._pending_size = self._pending, [], 0
+            await to_thread.run_sync(self._f.writelines, chunks)
 
     async def close(self) -> None:
         if self._done:
@@ -225,7 +229,7 @@ class _FileWriter(FileWriter):
 
     async def cancel(self) -> None:
         """Discard the staged data; content committed earlier at the path stays."""
-        self._buffer.clear()
+        self._pending.clear()
 
         def discard() -> None:
             if not self._f.closed:

@@ -21,8 +21,8 @@ from registry.storage import layout
 from registry.storage.driver import PathNotFound, StorageDriver
 
 _CACHED_HASHERS = 256
-# Hash large chunks off the event loop (hashlib releases the GIL), small ones inline.
-_INLINE_HASH_LIMIT = 256 * 1024
+# Request chunks are gathered into batches this large before hashing and writing.
+_BATCH = 1024 * 1024
 
 
 class UploadData:
@@ -48,16 +48,26 @@ class UploadData:
         path = layout.upload_data(upload_id)
         writer = await self.driver.writer(path, resume=state if (size or state) else None)
         hasher = self._take_hasher(upload_id, size)
+        batch: list[bytes] = []
+        batch_size = 0
+
+        async def hand_over() -> None:
+            nonlocal batch, batch_size
+            if hasher is not None:
+                # One hop per batch; hashlib releases the GIL, so the loop keeps serving.
+                await to_thread.run_sync(_update_all, hasher, batch)
+            for chunk in batch:
+                await writer.write(chunk)
+            batch, batch_size = [], 0
+
         try:
             async for chunk in chunks:
-                if not chunk:
-                    continue
-                if hasher is not None:
-                    if len(chunk) > _INLINE_HASH_LIMIT:
-                        await to_thread.run_sync(hasher.update, chunk)
-                    else:
-                        hasher.update(chunk)
-                await writer.write(chunk)
+                if chunk:
+                    batch.append(chunk)
+                    batch_size += len(chunk)
+                    if batch_size >= _BATCH:
+                        await hand_over()
+            await hand_over()
             if final:
                 await writer.commit()
             else:
@@ -100,3 +110,8 @@ class UploadData:
         self._hashers[upload_id] = (size, hasher)
         while len(self._hashers) > _CACHED_HASHERS:
             self._hashers.popitem(last=False)
+
+
+def _update_all(hasher: Any, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        hasher.update(chunk)
