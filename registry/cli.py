@@ -69,8 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from registry.db.migrate import upgrade
-
     server: dict[str, Any] = {}
     if args.host:
         server["host"] = args.host
@@ -80,18 +78,25 @@ def _serve(args: argparse.Namespace) -> int:
         server["workers"] = args.workers
     settings = _load(args, {"server": server} if server else None)
     _configure_logging(settings)
-    if settings.database.migrate_on_start:
-        # Once, here, before any worker starts: workers racing to migrate would collide.
-        upgrade(settings.database_url)
-    settings.storage_root.mkdir(parents=True, exist_ok=True)
-    if settings.auth.mode == "token":
-        import asyncio
-
-        from registry.admin.bootstrap import bootstrap
-
-        asyncio.run(bootstrap(settings))
-    os.environ[SETTINGS_ENV] = settings.model_dump_json()
     workers = settings.server.workers or os.cpu_count() or 1
+    if workers > 1:
+        # Migrations and the first-start bootstrap import much (Alembic, argon2) that the
+        # supervisor of several workers never needs again: do them in a short-lived process.
+        import multiprocessing
+
+        prepare = multiprocessing.get_context("spawn").Process(
+            target=_prepare, args=(settings.model_dump_json(),)
+        )
+        prepare.start()
+        prepare.join()
+        if prepare.exitcode != 0:
+            return 1
+        # Fewer malloc arenas: blob blocks allocated in worker threads otherwise leave
+        # each thread's arena holding memory (inherited by the spawned workers).
+        os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    else:
+        _prepare(settings.model_dump_json())
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
     logging.getLogger("registry").info(
         "Berth %s listening on http://%s:%d (data in %s)",
         __version__,
@@ -113,6 +118,24 @@ def _serve(args: argparse.Namespace) -> int:
         server_header=False,
     )
     return 0
+
+
+def _prepare(settings_json: str) -> None:
+    """Before any worker starts: migrate (once: workers racing to migrate would collide),
+    create the storage root, and on first start the signing keys and the site admin."""
+    from registry.db.migrate import upgrade
+
+    settings = Settings.model_validate(json.loads(settings_json))
+    _configure_logging(settings)
+    if settings.database.migrate_on_start:
+        upgrade(settings.database_url)
+    settings.storage_root.mkdir(parents=True, exist_ok=True)
+    if settings.auth.mode == "token":
+        import asyncio
+
+        from registry.admin.bootstrap import bootstrap
+
+        asyncio.run(bootstrap(settings))
 
 
 def app_from_environment() -> Any:
