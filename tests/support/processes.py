@@ -13,6 +13,11 @@ Facts about the sandbox these helpers were written in (Debian 12 packages):
   (CRI would want CNI and a streaming port, which we don't need). The overlayfs
   snapshotter works on ext4 here; ``start_containerd`` asks the daemon and falls
   back to ``native`` when overlayfs does not report ``ok``.
+* With ``start_containerd(..., cri=True)`` the CRI plugin stays on for its image service
+  (what a kubelet calls): no TCP service, private empty CNI directories (it starts without
+  networking and only logs that CNI is not ready), the streaming server on a random loopback
+  port, the snapshotter chosen as above, and registries reached over plain HTTP through a
+  ``config_path`` hosts directory (``certs.d/HOST:PORT/hosts.toml``).
 * dockerd 20.10 starts with ``--storage-driver=vfs --iptables=false
   --ip6tables=false --bridge=none`` and its own data root, exec root, pidfile and
   socket; it launches a private containerd under the exec root and stops it on
@@ -25,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -326,6 +332,83 @@ def external_registry(url: str) -> RegistryProcess:
     return RegistryProcess(daemon=None, host=parsed.host, port=parsed.port, data_dir=None)
 
 
+@dataclass(frozen=True)
+class Account:
+    """A user or robot of the registry under test, as clients log in with it."""
+
+    username: str
+    password: str
+
+    @property
+    def creds(self) -> str:
+        """``user:password``, as skopeo's --creds and ctr's --user take it."""
+        return f"{self.username}:{self.password}"
+
+
+@dataclass(frozen=True)
+class AuthAccounts:
+    """The accounts the token-auth suites share, made with the admin CLI once per session."""
+
+    tenant: str  # private
+    other_tenant: str  # private, for isolation checks
+    public_tenant: str  # anyone may pull
+    admin: Account  # the bootstrap site admin
+    writer: Account  # writer of `tenant`
+    reader: Account  # reader of `tenant`
+    outsider: Account  # writer of `other_tenant` only
+    public_writer: Account  # writer of `public_tenant`
+    pusher: Account  # robot of `tenant` with pull,push
+    foreign_puller: Account  # robot of `other_tenant` with pull
+    puller_secret_yaml: str  # `robot create TENANT/puller --access pull --k8s-secret ...`
+
+
+def berth_cli(
+    registry: RegistryProcess,
+    *args: str,
+    input: str | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """``python -m registry ARGS --data-dir DATA``: the admin CLI on the registry's database.
+
+    The CLI acts on the database directly, so it works while the server runs. It is told the
+    server's host and port, as a deployment's config file would, so what it prints for clients
+    (the host in a Kubernetes Secret) names the running server.
+    """
+    if registry.data_dir is None:
+        raise ValueError("the admin CLI needs a registry these tests started (a data dir)")
+    env = {
+        "BERTH_AUTH__MODE": "token",
+        "BERTH_SERVER__HOST": registry.host,
+        "BERTH_SERVER__PORT": str(registry.port),
+    }
+    cmd = [sys.executable, "-m", "registry", *args, "--data-dir", str(registry.data_dir)]
+    return run(cmd, env=env, input=input, check=check, cwd=REPO_ROOT, timeout=60)
+
+
+class BearerChallengeAuth(httpx.Auth):
+    """httpx auth that answers a registry's Bearer challenge with a token for ``account``,
+    as a client does: GET the realm with Basic credentials and the challenge's scope."""
+
+    def __init__(self, account: Account) -> None:
+        self.basic = httpx.BasicAuth(account.username, account.password)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        response = yield request
+        challenge = response.headers.get("www-authenticate", "")
+        if response.status_code != 401 or not challenge.lower().startswith("bearer "):
+            return
+        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        realm = params.pop("realm")
+        params.pop("error", None)
+        token_request = httpx.Request("GET", realm, params=params)
+        token_response = yield next(self.basic.auth_flow(token_request))
+        token_response.read()
+        if token_response.status_code != 200:
+            return
+        request.headers["Authorization"] = f"Bearer {token_response.json()['token']}"
+        yield request
+
+
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 ALL_MANIFEST_TYPES = (MT_MANIFEST, MT_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
@@ -334,9 +417,10 @@ ALL_MANIFEST_TYPES = (MT_MANIFEST, MT_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
 class RegistryAPI:
     """Raw OCI distribution calls for assertions the clients do not expose."""
 
-    def __init__(self, registry: RegistryProcess) -> None:
+    def __init__(self, registry: RegistryProcess, auth: httpx.Auth | None = None) -> None:
         self.registry = registry
-        self.client = httpx.Client(base_url=registry.url, timeout=30)
+        # With token auth on, e.g. BearerChallengeAuth(admin): each call gets its own token.
+        self.client = httpx.Client(base_url=registry.url, timeout=30, auth=auth)
 
     def close(self) -> None:
         self.client.close()
@@ -396,6 +480,11 @@ class ContainerdProcess:
     root: Path
     snapshotter: str
     namespace: str = "berth-e2e"
+    hosts_dir: Path | None = None  # the CRI plugin's registry config_path, when CRI is on
+
+    @property
+    def cri(self) -> bool:
+        return self.hosts_dir is not None
 
     @property
     def pid(self) -> int:
@@ -422,18 +511,31 @@ class ContainerdProcess:
         self.daemon.stop()
 
 
-def containerd_config(root: Path, state: Path, sock: Path) -> str:
-    # Only what differs from the built-in defaults. CRI is disabled: it wants CNI
-    # and a streaming server, and ctr does not need it. Snapshotters that need
-    # special filesystems or kernel modules are disabled to keep the log quiet.
+CRI_PLUGIN = "io.containerd.grpc.v1.cri"
+
+
+@dataclass(frozen=True)
+class CRIConfig:
+    """The CRI plugin's settings: its image service, without networking or a TCP port."""
+
+    snapshotter: str
+    hosts_dir: Path  # config_path: one HOST:PORT/hosts.toml per plain-HTTP registry
+    cni_dir: Path  # private, empty CNI bin and conf dirs: the host's /etc/cni is never read
+
+
+def containerd_config(root: Path, state: Path, sock: Path, cri: CRIConfig | None = None) -> str:
+    # Only what differs from the built-in defaults. CRI is disabled unless asked for: it wants
+    # CNI and a streaming server, and ctr does not need it. Snapshotters that need special
+    # filesystems or kernel modules are disabled to keep the log quiet.
     disabled = [
-        "io.containerd.grpc.v1.cri",
         "io.containerd.snapshotter.v1.aufs",
         "io.containerd.snapshotter.v1.btrfs",
         "io.containerd.snapshotter.v1.devmapper",
         "io.containerd.snapshotter.v1.zfs",
     ]
-    return (
+    if cri is None:
+        disabled.insert(0, CRI_PLUGIN)
+    text = (
         "version = 2\n"
         f"root = {json.dumps(str(root))}\n"
         f"state = {json.dumps(str(state))}\n"
@@ -445,10 +547,57 @@ def containerd_config(root: Path, state: Path, sock: Path) -> str:
         '[plugins."io.containerd.internal.v1.opt"]\n'
         f"  path = {json.dumps(str(root / 'opt'))}\n"
     )
+    if cri is not None:
+        text += (
+            f'[plugins."{CRI_PLUGIN}"]\n'
+            "  disable_tcp_service = true\n"
+            '  stream_server_address = "127.0.0.1"\n'
+            '  stream_server_port = "0"\n'
+            "  enable_selinux = false\n"
+            f'[plugins."{CRI_PLUGIN}".containerd]\n'
+            f"  snapshotter = {json.dumps(cri.snapshotter)}\n"
+            f'[plugins."{CRI_PLUGIN}".cni]\n'
+            f"  bin_dir = {json.dumps(str(cri.cni_dir / 'bin'))}\n"
+            f"  conf_dir = {json.dumps(str(cri.cni_dir / 'conf'))}\n"
+            f'[plugins."{CRI_PLUGIN}".registry]\n'
+            f"  config_path = {json.dumps(str(cri.hosts_dir))}\n"
+        )
+    return text
 
 
-def start_containerd(tmpdir: Path, timeout: float = 60.0) -> ContainerdProcess:
-    """A private containerd (own root, state and socket) that ``ctr`` can talk to."""
+def write_plain_http_hosts(hosts_dir: Path, address: str) -> Path:
+    """containerd's hosts.toml for a registry at ``address`` (host:port) over plain HTTP."""
+    host_dir = hosts_dir / address
+    host_dir.mkdir(parents=True, exist_ok=True)
+    path = host_dir / "hosts.toml"
+    path.write_text(
+        f'server = "http://{address}"\n'
+        f'[host."http://{address}"]\n'
+        '  capabilities = ["pull", "resolve", "push"]\n'
+    )
+    return path
+
+
+def _plugin_status(plugins: str, type_: str, name: str) -> str | None:
+    """The STATUS column of ``ctr plugins ls`` for one plugin, or None if it is not listed."""
+    for line in plugins.splitlines():
+        cols = line.split()
+        if cols[:2] == [type_, name]:
+            return cols[-1]
+    return None
+
+
+def start_containerd(
+    tmpdir: Path,
+    timeout: float = 60.0,
+    cri: bool = False,
+    plain_http_registries: Sequence[str] = (),
+) -> ContainerdProcess:
+    """A private containerd (own root, state and socket) that ``ctr`` can talk to.
+
+    With ``cri=True`` the CRI plugin serves its ImageService on the same socket, and pulls from
+    ``plain_http_registries`` (``host:port``) over plain HTTP. ``ctr`` needs none of that.
+    """
     binary = shutil.which("containerd")
     if binary is None or shutil.which("ctr") is None:
         raise DaemonStartError("containerd or ctr is not installed (Debian package containerd)")
@@ -458,24 +607,49 @@ def start_containerd(tmpdir: Path, timeout: float = 60.0) -> ContainerdProcess:
     sock = sock_dir / "containerd.sock"
     root, state = tmpdir / "root", tmpdir / "state"
     config = tmpdir / "config.toml"
-    config.write_text(containerd_config(root, state, sock))
-    daemon = _spawn("containerd", [binary, "--config", str(config)], tmpdir / "containerd.log")
-    if made:
-        daemon.cleanup_dirs.append(sock_dir)
+    cri_config: CRIConfig | None = None
+    if cri:
+        cri_config = CRIConfig("overlayfs", tmpdir / "certs.d", tmpdir / "cni")
+        for sub in ("bin", "conf"):
+            (cri_config.cni_dir / sub).mkdir(parents=True, exist_ok=True)
+        for address in plain_http_registries:
+            write_plain_http_hosts(cri_config.hosts_dir, address)
 
-    def ready() -> bool:
-        return run(["ctr", "--address", str(sock), "version"], timeout=10).returncode == 0
+    def launch() -> tuple[Daemon, str]:
+        sock_dir.mkdir(parents=True, exist_ok=True)  # a stopped first attempt removed it
+        config.write_text(containerd_config(root, state, sock, cri_config))
+        daemon = _spawn("containerd", [binary, "--config", str(config)], tmpdir / "containerd.log")
+        if made:
+            daemon.cleanup_dirs.append(sock_dir)
 
-    daemon._wait_ready(ready, timeout)
-    plugins = run(["ctr", "--address", str(sock), "plugins", "ls"], timeout=10).stdout
-    overlay_ok = any(
-        line.split()[:2] == ["io.containerd.snapshotter.v1", "overlayfs"]
-        and line.split()[-1] == "ok"
-        for line in plugins.splitlines()
-        if line.strip()
-    )
+        def ready() -> bool:
+            return run(["ctr", "--address", str(sock), "version"], timeout=10).returncode == 0
+
+        daemon._wait_ready(ready, timeout)
+        return daemon, run(["ctr", "--address", str(sock), "plugins", "ls"], timeout=10).stdout
+
+    daemon, plugins = launch()
+    overlay_ok = _plugin_status(plugins, "io.containerd.snapshotter.v1", "overlayfs") == "ok"
+    snapshotter = "overlayfs" if overlay_ok else "native"
+    if cri_config is not None:
+        if not overlay_ok:
+            # The CRI plugin needs its snapshotter at start: start again with the fallback.
+            daemon.stop()
+            cri_config = CRIConfig("native", cri_config.hosts_dir, cri_config.cni_dir)
+            daemon, plugins = launch()
+        status = _plugin_status(plugins, "io.containerd.grpc.v1", "cri")
+        if status != "ok":
+            daemon.stop()
+            raise DaemonStartError(
+                f"containerd's CRI plugin did not start (status {status!r}).\n"
+                f"plugins:\n{plugins}\nlog ({daemon.log_path}):\n{daemon.log_tail()}"
+            )
     return ContainerdProcess(
-        daemon=daemon, socket=sock, root=root, snapshotter="overlayfs" if overlay_ok else "native"
+        daemon=daemon,
+        socket=sock,
+        root=root,
+        snapshotter=snapshotter,
+        hosts_dir=cri_config.hosts_dir if cri_config else None,
     )
 
 
