@@ -90,8 +90,11 @@ class UploadSettings(_Section):
 
 
 class ThrottleSettings(_Section):
-    # Failed logins allowed per account, and per client address, within the window.
+    # Failed logins allowed per account within the window.
     max_failures: int = Field(5, ge=1)
+    # Failed logins allowed per client address within the window: higher, since many clients
+    # (a node's kubelet and its pods, an office behind NAT) share one address.
+    max_failures_per_address: int = Field(50, ge=1)
     window_seconds: int = Field(300, ge=1)
 
 

@@ -156,13 +156,18 @@ class Authenticator:
         ok = await to_thread.run_sync(verify_password, user.password_hash, password)
         return (user_identity(user), user.password_hash) if ok else None
 
+    def _limit(self, key: str) -> int:
+        if key.startswith("address:"):
+            return self.throttle.max_failures_per_address
+        return self.throttle.max_failures
+
     async def _check_throttle(self, keys: list[str], username: str, client: str | None) -> None:
         window = timedelta(seconds=self.throttle.window_seconds)
         since = utcnow() - window
         async with self.db.read() as session:
             store = IdentityStore(session)
             counts = await store.failures_since(keys, since)
-            blocked = [k for k in keys if counts.get(k, 0) >= self.throttle.max_failures]
+            blocked = [k for k in keys if counts.get(k, 0) >= self._limit(k)]
             if not blocked:
                 return
             oldest = await store.oldest_failure_since(blocked[0], since)

@@ -35,6 +35,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProce
             "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
             # Tests log in with wrong secrets on purpose, all from 127.0.0.1.
             "BERTH_AUTH__THROTTLE__MAX_FAILURES": "1000",
+            "BERTH_AUTH__THROTTLE__MAX_FAILURES_PER_ADDRESS": "1000",
         },
     )
     try:

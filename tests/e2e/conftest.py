@@ -213,6 +213,7 @@ def auth_registry(
         # Every client logs in from 127.0.0.1, and the suites try wrong passwords on purpose:
         # the default throttle (5 failures per address) would lock the right ones out too.
         "BERTH_AUTH__THROTTLE__MAX_FAILURES": "100000",
+        "BERTH_AUTH__THROTTLE__MAX_FAILURES_PER_ADDRESS": "100000",
     }
     try:
         reg = start_registry(data_dir, extra_env=env)
