@@ -2,10 +2,13 @@
 # Install everything the tests need and run the whole test suite.
 # Debian packages (real clients and servers the end-to-end tests drive) need root; a virtualenv
 # in .venv holds Berth and its test dependencies. Extra arguments go to pytest.
+# PostgreSQL: only its binaries are used. The tests initdb and start a throwaway cluster of their
+# own (tests/conftest.py, postgres_server) and remove it at the end; BERTH_TEST_POSTGRES_URL
+# points them at an existing server instead. In CI (CI set) a server that cannot start fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(skopeo containerd docker.io python3-venv ca-certificates)
+APT_PACKAGES=(skopeo containerd docker.io postgresql python3-venv ca-certificates)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

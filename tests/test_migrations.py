@@ -1,61 +1,74 @@
 """Alembic migrations: they build exactly the schema registry.db.models declares.
 
-Runs against a temporary SQLite file, and also against PostgreSQL when
-BERTH_TEST_POSTGRES_URL names a database the tests own (they create and drop its tables).
+Runs against a temporary SQLite file, and against a fresh PostgreSQL database per test on the
+session's server (``postgres_server``, tests/conftest.py; skipped without one, failed in CI).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, pool
+from sqlalchemy import String, create_engine, pool, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
 
 from registry.db import migrate
 from registry.db.models import Base
 from registry.db.session import sync_url
+from tests.support.backends import PgDatabases
 
-POSTGRES_URL = os.environ.get("BERTH_TEST_POSTGRES_URL", "")
 MODEL_TABLES = set(Base.metadata.tables)
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.skipif(not POSTGRES_URL, reason="BERTH_TEST_POSTGRES_URL not set"),
-        ),
-    ]
-)
+@pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         # A directory that does not exist yet: upgrade() must create it.
         yield f"sqlite:///{tmp_path / 'nested' / 'berth.db'}"
         return
-    # The database belongs to the tests, and tests/db may hold it migrated for the whole
-    # session: start from an empty schema, and leave it as it was found.
-    was_migrated = bool(migrate.current_tables(POSTGRES_URL) - {"alembic_version"})
-    migrate.downgrade(POSTGRES_URL, "base")
-    yield POSTGRES_URL
-    if was_migrated:
-        migrate.upgrade(POSTGRES_URL)
-    else:
-        migrate.downgrade(POSTGRES_URL, "base")
+    databases: PgDatabases = request.getfixturevalue("pg_databases")
+    yield databases.create(f"migrations-{request.node.name}")
 
 
 def schema_differences(url: str) -> list[object]:
+    """What Alembic's autogenerate sees differ, plus column collations, which it ignores."""
     engine = create_engine(sync_url(url), poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
-            return list(compare_metadata(context, Base.metadata))
+            differences: list[object] = list(compare_metadata(context, Base.metadata))
+            if conn.dialect.name == "postgresql":
+                differences += collation_differences(conn)
+            return differences
     finally:
         engine.dispose()
+
+
+def collation_differences(conn: Connection) -> list[object]:
+    """Columns whose collation on PostgreSQL is not what the models declare for PostgreSQL."""
+    found = {
+        (table, column): collation
+        for table, column, collation in conn.execute(
+            text(
+                "SELECT table_name, column_name, collation_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema()"
+            )
+        )
+    }
+    dialect = postgresql.dialect()
+    differences: list[object] = []
+    for table in Base.metadata.sorted_tables:
+        for column in table.columns:
+            declared = column.type.dialect_impl(dialect)
+            expected = declared.collation if isinstance(declared, String) else None
+            actual = found.get((table.name, column.name))
+            if expected != actual:
+                differences.append(("collation", table.name, column.name, expected, actual))
+    return differences
 
 
 def test_upgrade_creates_every_table(database_url: str) -> None:
@@ -103,3 +116,45 @@ def test_every_revision_downgrades_and_upgrades_step_by_step(database_url: str) 
     assert migrate.current_tables(database_url) - {"alembic_version"} == set()
     migrate.upgrade(database_url)
     assert schema_differences(database_url) == []
+
+
+def test_listed_names_are_bytewise_on_postgresql_only(database_url: str) -> None:
+    """0004: repository and tag names collate "C" on PostgreSQL; downgrading restores the
+    database default; SQLite (bytewise already) is left alone."""
+    migrate.upgrade(database_url)
+    assert name_collations(database_url) == (
+        {"repositories": "C", "tags": "C"}
+        if database_url.startswith("postgresql")
+        else {"repositories": None, "tags": None}
+    )
+    migrate.downgrade(database_url, "0003")
+    assert name_collations(database_url) == {"repositories": None, "tags": None}
+    migrate.upgrade(database_url)
+    assert schema_differences(database_url) == []
+
+
+def name_collations(url: str) -> dict[str, str | None]:
+    engine = create_engine(sync_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name != "postgresql":
+                # SQLite keeps the declared collation in the table's SQL.
+                return {
+                    table: "C" if 'COLLATE "C"' in (sql or "") else None
+                    for table, sql in conn.execute(
+                        text(
+                            "SELECT name, sql FROM sqlite_master"
+                            " WHERE name IN ('repositories', 'tags')"
+                        )
+                    )
+                }
+            rows = conn.execute(
+                text(
+                    "SELECT table_name, collation_name FROM information_schema.columns"
+                    " WHERE table_schema = current_schema() AND column_name = 'name'"
+                    " AND table_name IN ('repositories', 'tags')"
+                )
+            )
+            return {table: collation for table, collation in rows}
+    finally:
+        engine.dispose()

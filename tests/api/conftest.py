@@ -1,7 +1,10 @@
 """The HTTP API suite: a real ``python -m registry serve`` on a free loopback port, driven by httpx.
 
-* ``registry`` / ``client``: one server and one client per session. Tests that need a server
-  of their own (restarts) start it with :func:`start_registry` themselves.
+* ``registry`` / ``client``: one server and one client per session and backend. Every test
+  runs on each backend (``backend``): "sqlite-fs" (SQLite and files in the data dir) and
+  "pg-s3" (a fresh PostgreSQL database and a prefix in an S3 bucket, tests/conftest.py).
+  Tests that need a server of their own (restarts) start it with :func:`start_registry`
+  themselves; it runs on the test's backend too, through the ``BERTH_*`` environment.
 * ``repo`` / ``new_repo``: fresh repository names, each under its own tenant (the first path
   component), so tests never see each other's blobs through automatic mounts.
 * ``known_good``: an image pushed once per session. Every test that sends bad input calls
@@ -31,6 +34,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from tests.support.backends import BACKENDS, ServerBackends  # noqa: E402
 from tests.support.processes import RegistryProcess, start_registry  # noqa: E402
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -348,13 +352,39 @@ def raw_request(registry: RegistryProcess, method: str, raw_path: str) -> tuple[
 # --------------------------------------------------------------------------- fixtures
 
 
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
-    server = start_registry(tmp_path_factory.mktemp("registry"))
+def registry(
+    tmp_path_factory: pytest.TempPathFactory,
+    backend: str,
+    server_backends: ServerBackends,
+    request: pytest.FixtureRequest,
+) -> Iterator[RegistryProcess]:
+    env = server_backends.env(request, backend, "api")
+    server = start_registry(tmp_path_factory.mktemp(f"registry-{backend}"), extra_env=env)
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def own_servers_use_the_backend(
+    request: pytest.FixtureRequest,
+    backend: str,
+    server_backends: ServerBackends,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A test that starts its own server (no ``registry``) gets the backend through the
+    environment, which ``start_registry`` passes on: a fresh database and S3 prefix each."""
+    if "registry" in request.fixturenames:
+        return
+    for key, value in server_backends.env(request, backend, request.node.name).items():
+        monkeypatch.setenv(key, value)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """Helpers shared by the HTTP auth tests.
 
-* :func:`seed_data_dir` writes tenants, users, memberships and robots straight into a data
-  directory's database before the server starts (the server loads the same keys directory, so
-  robot secrets hashed with its pepper verify).
+* :func:`seed_data_dir` writes tenants, users, memberships and robots straight into the
+  database a server will use, before it starts: the data directory's SQLite file, or the
+  PostgreSQL database of the module's backend (:func:`use_backend`). The server loads the
+  same keys directory, so robot secrets hashed with its pepper verify.
 * :class:`DockerLike` talks to the registry the way docker does: send the request, read the
   challenge, ask the token service for the challenged scope (plus the mount source's), retry
   with whatever token comes back.
@@ -17,7 +18,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -92,8 +93,19 @@ class Seed:
     full_cost: frozenset[str] = frozenset()
 
 
+# The BERTH_* environment of the backend this module's servers run on; empty: SQLite and files
+# in the data dir. Set per module by tests/auth/conftest.py.
+_backend_env: dict[str, str] = {}
+
+
+def use_backend(env: Mapping[str, str]) -> None:
+    _backend_env.clear()
+    _backend_env.update(env)
+
+
 def database_url(data_dir: Path) -> str:
-    return f"sqlite:///{data_dir}/berth.db"
+    """The database of the server that runs on ``data_dir``, as it will find it."""
+    return _backend_env.get("BERTH_DATABASE__URL") or f"sqlite:///{data_dir}/berth.db"
 
 
 def run_store(data_dir: Path, work: Callable[[IdentityStore], Awaitable[Any]]) -> Any:
@@ -151,7 +163,9 @@ def token_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "BERTH_AUTH__MODE": "token",
         "BERTH_ADMIN_PASSWORD": PASSWORD,
         "BERTH_AUTH__THROTTLE__MAX_FAILURES": "3",
+        "BERTH_AUTH__THROTTLE__MAX_FAILURES_PER_ADDRESS": "3",
         "BERTH_SERVER__ACCESS_LOG": "false",
+        **_backend_env,
         **(extra or {}),
     }
 

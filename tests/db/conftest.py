@@ -1,13 +1,13 @@
 """A real, migrated database for every store test.
 
-SQLite by default: the schema is migrated once per session into a template file, and each test
-gets its own copy. When BERTH_TEST_POSTGRES_URL names a PostgreSQL database the tests own,
-every test also runs there, migrated once and emptied after each test.
+Every test runs on SQLite and on PostgreSQL. SQLite: the schema is migrated once per session
+into a template file, and each test gets its own copy. PostgreSQL: a database of this suite's
+own on the session's server (``postgres_server``, tests/conftest.py), migrated once and emptied
+after each test. Without a PostgreSQL server those variants skip, or fail in CI.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,8 +18,7 @@ from sqlalchemy import create_engine, pool, text
 from registry.db import migrate
 from registry.db.models import Base
 from registry.db.session import Database, sync_url
-
-POSTGRES_URL = os.environ.get("BERTH_TEST_POSTGRES_URL", "")
+from tests.support.backends import PgDatabases
 
 
 @pytest.fixture
@@ -35,11 +34,10 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_migrated() -> Iterator[str]:
-    migrate.upgrade(POSTGRES_URL)
-    _truncate_all(POSTGRES_URL)  # rows an interrupted run may have left
-    yield POSTGRES_URL
-    migrate.downgrade(POSTGRES_URL, "base")
+def postgres_migrated(pg_databases: PgDatabases) -> str:
+    url = pg_databases.create("db-stores")
+    migrate.upgrade(url)
+    return url
 
 
 def _truncate_all(url: str) -> None:
@@ -52,15 +50,7 @@ def _truncate_all(url: str) -> None:
         engine.dispose()
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.skipif(not POSTGRES_URL, reason="BERTH_TEST_POSTGRES_URL not set"),
-        ),
-    ]
-)
+@pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         path = tmp_path / "berth.db"
