@@ -53,11 +53,15 @@ class BlobStore:
         wanted = set(digests)
         if not wanted:
             return set()
+        # FOR SHARE: a concurrent unlink waits until the manifest that needs these links is
+        # stored (and then its references keep the blobs from garbage collection).
         present = await self.session.scalars(
-            select(RepositoryBlob.blob_digest).where(
+            select(RepositoryBlob.blob_digest)
+            .where(
                 RepositoryBlob.repository_id == repository_id,
                 RepositoryBlob.blob_digest.in_(wanted),
             )
+            .with_for_update(read=True)
         )
         return wanted - set(present.all())
 

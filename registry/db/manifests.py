@@ -98,35 +98,45 @@ class ManifestStore:
     async def put(
         self, repository_id: int, digest: str, payload: bytes, parsed: ParsedManifest
     ) -> int:
-        """Store a manifest and its references; pushing the same bytes again changes nothing."""
-        existing = await self.by_digest(repository_id, digest)
-        if existing is not None:
-            return existing.id
-        await self.session.execute(
-            insert_ignoring_conflicts(
-                self.session,
-                Manifest,
-                {
-                    "repository_id": repository_id,
-                    "digest": digest,
-                    "media_type": parsed.media_type,
-                    "size": len(payload),
-                    "payload": payload,
-                    "artifact_type": parsed.referrer_artifact_type,
-                    "subject_digest": parsed.subject.digest if parsed.subject else None,
-                    "annotations": parsed.annotations or None,
-                },
-                ["repository_id", "digest"],
-            )
+        """Store a manifest and its references; pushing the same bytes again changes nothing.
+
+        The row is read back FOR SHARE, so a concurrent DELETE of the same manifest waits for
+        this transaction instead of removing the row the caller is about to tag.
+        """
+        values = {
+            "repository_id": repository_id,
+            "digest": digest,
+            "media_type": parsed.media_type,
+            "size": len(payload),
+            "payload": payload,
+            "artifact_type": parsed.referrer_artifact_type,
+            "subject_digest": parsed.subject.digest if parsed.subject else None,
+            "annotations": parsed.annotations or None,
+        }
+        locked = (
+            select(Manifest.id)
+            .where(Manifest.repository_id == repository_id, Manifest.digest == digest)
+            .with_for_update(read=True)
         )
-        record = await self.by_digest(repository_id, digest)
-        assert record is not None
+        manifest_id = await self.session.scalar(locked)
+        for _ in range(3):
+            if manifest_id is not None:
+                break
+            await self.session.execute(
+                insert_ignoring_conflicts(
+                    self.session, Manifest, values, ["repository_id", "digest"]
+                )
+            )
+            # None only if a concurrent delete removed the row our insert deferred to.
+            manifest_id = await self.session.scalar(locked)
+        if manifest_id is None:
+            raise RuntimeError(f"manifest {digest} kept vanishing while being stored")
         for blob in {d.digest for d in parsed.blob_references()}:
             await self.session.execute(
                 insert_ignoring_conflicts(
                     self.session,
                     ManifestBlob,
-                    {"manifest_id": record.id, "blob_digest": blob},
+                    {"manifest_id": manifest_id, "blob_digest": blob},
                     ["manifest_id", "blob_digest"],
                 )
             )
@@ -135,11 +145,11 @@ class ManifestStore:
                 insert_ignoring_conflicts(
                     self.session,
                     ManifestReference,
-                    {"parent_id": record.id, "child_digest": child},
+                    {"parent_id": manifest_id, "child_digest": child},
                     ["parent_id", "child_digest"],
                 )
             )
-        return record.id
+        return manifest_id
 
     async def delete(self, repository_id: int, digest: str) -> bool:
         """Delete a manifest; its tags and reference rows go with it (ON DELETE CASCADE)."""
