@@ -712,7 +712,8 @@ async def test_deferred_transactions_would_fail_on_sqlite(db: Database) -> None:
         pytest.skip("SQLite only")
 
     async def deferred(name: str) -> None:
-        async with db.read() as session:
+        # A plain (deferred) async session, as db.write() would be without BEGIN IMMEDIATE.
+        async with db._reader() as session:
             await session.scalar(select(func.count()).select_from(Repository))
             await asyncio.sleep(0.2)
             await RepositoryStore(session).get_or_create(name)
