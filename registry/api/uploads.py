@@ -93,21 +93,31 @@ def _out_of_order(current: int, message: str) -> errors.RegistryError:
     )
 
 
-async def _append(request: Request, svc: Services, record: UploadRecord, *, final: bool) -> int:
+async def _append(
+    request: Request,
+    svc: Services,
+    record: UploadRecord,
+    *,
+    final: bool,
+    holder: str | None = None,
+) -> int:
     """Stream the request body onto the upload and record the new size.
 
-    The request first claims the session in the database, so two requests never write into
-    one upload at once, whichever processes they run on; a second one gets 416 and writes
-    nothing. A body that turns out shorter or longer than it declared is not recorded.
+    The request first claims the session in the database (unless it created the session
+    already claimed: ``holder``), so two requests never write into one upload at once,
+    whichever processes they run on; a second one gets 416 and writes nothing. A body that
+    turns out shorter or longer than it declared is not recorded. A final chunk keeps the
+    claim and records nothing: the session row is deleted when the blob is published.
     """
     declared = _chunk_range(request, record.size)
-    holder = str(uuid.uuid4())
-    async with svc.db.write() as session:
-        claimed = await UploadStore(session).claim(
-            record.id, record.size, holder, utcnow() + _CLAIM_LEASE
-        )
-    if not claimed:
-        raise _out_of_order(record.size, "another request is writing to this upload")
+    if holder is None:
+        holder = str(uuid.uuid4())
+        async with svc.db.write() as session:
+            claimed = await UploadStore(session).claim(
+                record.id, record.size, holder, utcnow() + _CLAIM_LEASE
+            )
+        if not claimed:
+            raise _out_of_order(record.size, "another request is writing to this upload")
     recorded = False
     try:
         try:
@@ -125,11 +135,12 @@ async def _append(request: Request, svc: Services, record: UploadRecord, *, fina
             )
         if expected is not None and received != expected:
             raise errors.SIZE_INVALID({"received": received, "Content-Length": expected})
+        if final:
+            # Nobody may write after the last chunk: the claim stays until the PUT is done.
+            recorded = True
+            return size
         async with svc.db.write() as session:
-            # A final chunk keeps the claim: nobody may write after it until the PUT is done.
-            recorded = await UploadStore(session).advance(
-                record.id, holder, size, state, release=not final
-            )
+            recorded = await UploadStore(session).advance(record.id, holder, size, state)
         if not recorded:
             raise errors.BLOB_UPLOAD_INVALID(
                 {"uuid": record.id}, message="the upload was changed by a concurrent request"
@@ -215,14 +226,18 @@ async def start_upload(request: Request) -> Response:
 
     monolithic = Digest.parse(params["digest"]) if "digest" in params else None
     upload_id = str(uuid.uuid4())
+    # A monolithic upload is created already claimed by this request: one transaction fewer.
+    holder = str(uuid.uuid4()) if monolithic is not None else None
     async with svc.db.write() as session:
         repo_id = await RepositoryStore(session).get_or_create(name)
-        record = await UploadStore(session).create(upload_id, repo_id)
+        record = await UploadStore(session).create(
+            upload_id, repo_id, holder=holder, held_until=utcnow() + _CLAIM_LEASE
+        )
 
     if monolithic is None:
         return empty(202, _progress_headers(name, upload_id, 0))
     try:
-        size = await _append(request, svc, record, final=True)
+        size = await _append(request, svc, record, final=True, holder=holder)
     except BaseException:
         await _discard(svc, upload_id)
         raise

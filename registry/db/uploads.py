@@ -25,7 +25,15 @@ class UploadStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def create(self, upload_id: str, repository_id: int) -> UploadRecord:
+    async def create(
+        self,
+        upload_id: str,
+        repository_id: int,
+        *,
+        holder: str | None = None,
+        held_until: datetime | None = None,
+    ) -> UploadRecord:
+        """A new session; with ``holder``, already claimed by the request creating it."""
         now = utcnow()
         self.session.add(
             UploadSession(
@@ -33,6 +41,8 @@ class UploadStore:
                 repository_id=repository_id,
                 size=0,
                 writer_state=None,
+                holder=holder,
+                held_until=held_until if holder else None,
                 created_at=now,
                 updated_at=now,
             )
