@@ -85,7 +85,7 @@ class FilesystemDriver(StorageDriver):
 
         def open_for_write() -> BinaryIO:
             if resume is None:
-                staging.parent.mkdir(parents=True, exist_ok=True)
+                _make_dirs(staging.parent)
                 return open(staging, "wb")  # noqa: SIM115 - owned by the writer
             expected = int(resume.get("size", 0))
             try:
@@ -137,7 +137,7 @@ class FilesystemDriver(StorageDriver):
         def do_move() -> None:
             if not src.is_file():
                 raise PathNotFound("no such file", source)
-            dst.parent.mkdir(parents=True, exist_ok=True)
+            _make_dirs(dst.parent)
             os.replace(src, dst)
             _fsync_dir(dst.parent)
             _prune_empty_parents(src.parent, self.root)
@@ -258,7 +258,7 @@ async def _read_stream(f: BinaryIO, length: int | None) -> AsyncIterator[bytes]:
 
 
 def _atomic_write(full: Path, data: bytes) -> None:
-    full.parent.mkdir(parents=True, exist_ok=True)
+    _make_dirs(full.parent)
     fd, tmp = tempfile.mkstemp(prefix=RESERVED_PREFIX, dir=full.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -271,6 +271,23 @@ def _atomic_write(full: Path, data: bytes) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(full.parent)
+
+
+def _make_dirs(directory: Path) -> None:
+    """mkdir -p that survives concurrent pruning.
+
+    Another request's _prune_empty_parents may remove a parent (``uploads/``, a blob's fan-out
+    directory) between mkdir creating it and creating the child in it: 16 concurrent small
+    pushes hit that window. Once the whole path stands, its parents are no longer empty and
+    no other prune removes them, so retrying until it stands is enough.
+    """
+    for _ in range(100):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            return
+        except FileNotFoundError:
+            continue
+    directory.mkdir(parents=True, exist_ok=True)
 
 
 def _fsync_dir(directory: Path) -> None:

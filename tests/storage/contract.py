@@ -695,6 +695,40 @@ class DriverContract:
         for path, digest in digests.items():
             assert await sha256_of_stream(driver, path) == (digest, total), path
 
+    async def test_concurrent_writes_and_deletes_under_one_parent(
+        self, driver: StorageDriver, prefix: str
+    ) -> None:
+        """Uploads come and go under one parent while others start: deleting the last one
+        (which may remove the emptied parent) must never break a writer creating its own."""
+        rounds, tasks = 6, 16
+
+        async def upload_then_publish(i: int) -> None:
+            for n in range(rounds):
+                upload, blob = f"{prefix}/uploads/{i}-{n}", f"{prefix}/blobs/{i % 4}/{i}-{n}"
+                w = await driver.writer(f"{upload}/data")
+                await w.write(b"x" * (i + n))
+                await w.commit()
+                await driver.move(f"{upload}/data", f"{blob}/data")
+                with contextlib.suppress(PathNotFound):  # as BlobData.publish does
+                    await driver.delete(upload)
+                if n % 3 == 0:
+                    await driver.delete(blob)
+                else:
+                    await driver.put_content(f"{blob}/link", b"l")
+
+        async with anyio.create_task_group() as tg:
+            for i in range(tasks):
+                tg.start_soon(upload_then_publish, i)
+
+        for i in range(tasks):
+            for n in range(rounds):
+                blob = f"{prefix}/blobs/{i % 4}/{i}-{n}"
+                if n % 3 == 0:
+                    await assert_missing(driver, f"{blob}/data")
+                else:
+                    assert await driver.get_content(f"{blob}/data") == b"x" * (i + n)
+        await assert_missing(driver, f"{prefix}/uploads/0-0/data")
+
     # -- stat ------------------------------------------------------------------------------------
 
     async def test_stat_file(self, driver: StorageDriver, prefix: str) -> None:

@@ -131,3 +131,33 @@ async def test_resume_of_truncated_file_is_invalid(driver: FilesystemDriver) -> 
 def _staging(full: Path) -> Path:
     """Where the filesystem driver stages a writer's data until commit."""
     return full.with_name(f".tmp-{full.name}.writing")
+
+
+@pytest.mark.anyio
+async def test_writer_survives_a_concurrent_prune_of_its_parents(
+    driver: FilesystemDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another request's delete prunes emptied parents; if that lands between mkdir making a
+    parent and making the child in it (twice, past pathlib's own single retry), the writer
+    must still find its directory made, not fail with FileNotFoundError."""
+    await driver.put_content("/uploads/other/data", b"x")
+    target = driver.full_path("/uploads/mine")
+    real_mkdir = os.mkdir
+    prunes = 0
+
+    def racing_mkdir(path: object, *args: object, **kwargs: object) -> None:
+        nonlocal prunes
+        if Path(str(path)) == target and prunes < 3:
+            prunes += 1
+            # What _prune_empty_parents of another upload does at that very moment.
+            for leftover in sorted(target.parent.rglob("*"), reverse=True):
+                leftover.rmdir() if leftover.is_dir() else leftover.unlink()
+            target.parent.rmdir()
+        real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "mkdir", racing_mkdir)
+    w = await driver.writer("/uploads/mine/data")
+    await w.write(b"payload")
+    await w.commit()
+    assert prunes == 3
+    assert await driver.get_content("/uploads/mine/data") == b"payload"
