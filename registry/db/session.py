@@ -3,6 +3,7 @@ writers queue up front (BEGIN IMMEDIATE) instead of failing to upgrade a read lo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,6 +20,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Session
 
+# How long a SQLite writer waits for another process's write transaction before failing.
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}
 _SYNC_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}
 
@@ -54,6 +58,9 @@ class Database:
             )
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self._inline_engine: Engine | None = None
+        self._inline_writer: Engine | None = None
+        self._write_lock = asyncio.Lock()
+        self._write_lock_loop: asyncio.AbstractEventLoop | None = None
         if self.is_sqlite:
             _sqlite_pragmas(self.engine.sync_engine)
             # Reads run inline on the event loop (see _InlineReadSession). An unbounded
@@ -66,6 +73,15 @@ class Database:
                 connect_args={"check_same_thread": False},
             )
             _sqlite_pragmas(self._inline_engine)
+            self._inline_writer = create_engine(
+                sync_url(url),
+                echo=echo,
+                pool_size=2,
+                max_overflow=-1,
+                connect_args={"check_same_thread": False},
+                execution_options={"berth_write": True},
+            )
+            _sqlite_pragmas(self._inline_writer, busy_timeout_ms=0)
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writer = async_sessionmaker(
             self.engine.execution_options(berth_write=True), expire_on_commit=False
@@ -79,7 +95,7 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncSession]:
         if self._inline_engine is not None:
             with Session(self._inline_engine, expire_on_commit=False) as inline:
-                yield _InlineReadSession(inline)  # type: ignore[misc]
+                yield _InlineSession(inline)  # type: ignore[misc]
             return
         async with self._reader() as session:
             yield session
@@ -87,21 +103,69 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A transaction committed when the block ends, rolled back if it raises."""
-        async with self._writer() as session, session.begin():
-            yield session
+        if self._inline_writer is None:
+            async with self._writer() as session, session.begin():
+                yield session
+            return
+        # SQLite has one writer at a time. Connections of this process would contend for it
+        # in SQLite's busy handler, which sleeps in steps of up to 100 ms; queue them here
+        # instead, where the next one starts the moment the last one commits.
+        async with self._sqlite_write_lock():
+            inline = await self._begin_inline_write()
+            # The transaction runs inline: a few statements of tens of microseconds each,
+            # where aiosqlite spent milliseconds handing each to its thread and back.
+            try:
+                yield _InlineSession(inline)  # type: ignore[misc]
+                inline.commit()
+            except BaseException:
+                inline.rollback()
+                raise
+            finally:
+                inline.close()
+
+    async def _begin_inline_write(self) -> Session:
+        """A session holding SQLite's write lock (BEGIN IMMEDIATE).
+
+        While another process holds the lock, wait for it with short sleeps on the event loop,
+        which stays free for other requests meanwhile; SQLite's own busy handler would block
+        the loop, or, in aiosqlite's thread, sleep in steps of up to 100 ms.
+        """
+        assert self._inline_writer is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+        delay = 0.0002
+        while True:
+            inline = Session(self._inline_writer, expire_on_commit=False)
+            try:
+                inline.connection()  # BEGIN IMMEDIATE; busy_timeout 0 makes it fail at once
+                return inline
+            except OperationalError as exc:
+                inline.close()
+                if "locked" not in str(exc.orig) or loop.time() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.001)
+
+    def _sqlite_write_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._write_lock_loop is not loop:  # a lock belongs to the loop it was made in
+            self._write_lock, self._write_lock_loop = asyncio.Lock(), loop
+        return self._write_lock
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-        if self._inline_engine is not None:
-            self._inline_engine.dispose()
+        for inline in (self._inline_engine, self._inline_writer):
+            if inline is not None:
+                inline.dispose()
 
 
-class _InlineReadSession:
-    """The part of AsyncSession the stores read with, over a synchronous Session run inline.
+class _InlineSession:
+    """The part of AsyncSession the stores use, over a synchronous Session run inline.
 
     For SQLite only. An indexed lookup there takes tens of microseconds, far less than
-    aiosqlite's hand-off to its thread and back, which the pull profile showed dominating;
-    and in WAL mode a reader never waits for a writer, so running it on the loop is safe.
+    aiosqlite's hand-off to its thread and back, which the profiles showed dominating. In
+    WAL mode a reader never waits for a writer, so reads run on the loop safely; writes do
+    once they hold the write lock (Database.write).
     """
 
     def __init__(self, session: Session) -> None:
@@ -123,8 +187,19 @@ class _InlineReadSession:
     async def get(self, entity: Any, ident: Any, **kw: Any) -> Any:
         return self._session.get(entity, ident, **kw)
 
+    def add(self, instance: object) -> None:
+        self._session.add(instance)
 
-def _sqlite_pragmas(engine: Engine) -> None:
+    async def flush(self) -> None:
+        self._session.flush()
+
+    @asynccontextmanager
+    async def begin_nested(self) -> AsyncIterator[None]:
+        with self._session.begin_nested():
+            yield
+
+
+def _sqlite_pragmas(engine: Engine, busy_timeout_ms: int = _SQLITE_BUSY_TIMEOUT_MS) -> None:
     # pysqlite's own transaction handling defers BEGIN and cannot take IMMEDIATE; do it here.
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -134,7 +209,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
             "journal_mode=WAL",
             "synchronous=NORMAL",
             "foreign_keys=ON",
-            "busy_timeout=30000",
+            f"busy_timeout={busy_timeout_ms}",
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
