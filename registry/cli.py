@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from registry.server import BerthHttpProtocol
+
     server: dict[str, Any] = {}
     if args.host:
         server["host"] = args.host
@@ -111,7 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.server.port,
         workers=workers if workers > 1 else None,
         loop="uvloop",
-        http="httptools",
+        http=BerthHttpProtocol,
         log_level=settings.server.log_level,
         access_log=settings.server.access_log,
         timeout_keep_alive=30,
