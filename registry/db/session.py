@@ -63,25 +63,10 @@ class Database:
         self._write_lock_loop: asyncio.AbstractEventLoop | None = None
         if self.is_sqlite:
             _sqlite_pragmas(self.engine.sync_engine)
-            # Reads run inline on the event loop (see _InlineReadSession). An unbounded
-            # overflow: a checkout must never wait, since waiting would block the loop.
-            self._inline_engine = create_engine(
-                sync_url(url),
-                echo=echo,
-                pool_size=10,
-                max_overflow=-1,
-                connect_args={"check_same_thread": False},
-            )
-            _sqlite_pragmas(self._inline_engine)
-            self._inline_writer = create_engine(
-                sync_url(url),
-                echo=echo,
-                pool_size=2,
-                max_overflow=-1,
-                connect_args={"check_same_thread": False},
-                execution_options={"berth_write": True},
-            )
-            _sqlite_pragmas(self._inline_writer, busy_timeout_ms=0)
+            # Reads and writes run inline on the event loop (see _InlineSession); writers
+            # fail at once rather than wait in SQLite's busy handler (see write()).
+            self._inline_engine = _inline_sqlite_engine(url, echo, pool_size=10)
+            self._inline_writer = _inline_sqlite_engine(url, echo, pool_size=2, write=True)
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writer = async_sessionmaker(
             self.engine.execution_options(berth_write=True), expire_on_commit=False
@@ -197,6 +182,20 @@ class _InlineSession:
     async def begin_nested(self) -> AsyncIterator[None]:
         with self._session.begin_nested():
             yield
+
+
+def _inline_sqlite_engine(url: str, echo: bool, *, pool_size: int, write: bool = False) -> Engine:
+    engine = create_engine(
+        sync_url(url),
+        echo=echo,
+        pool_size=pool_size,
+        # Unbounded: a checkout must never wait, since waiting would block the event loop.
+        max_overflow=-1,
+        connect_args={"check_same_thread": False},
+        execution_options={"berth_write": write},
+    )
+    _sqlite_pragmas(engine, busy_timeout_ms=0 if write else _SQLITE_BUSY_TIMEOUT_MS)
+    return engine
 
 
 def _sqlite_pragmas(engine: Engine, busy_timeout_ms: int = _SQLITE_BUSY_TIMEOUT_MS) -> None:
