@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.db.models import Blob, Repository, RepositoryBlob
-from registry.db.session import insert_ignoring_conflicts
+from registry.db.session import fetch_one, insert_ignoring_conflicts
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +39,15 @@ class BlobStore:
 
     async def linked_by_name(self, repository: str, digest: str) -> BlobRecord | None:
         """As ``linked``, by repository name, in one query (the pull hot path)."""
-        row = (
-            await self.session.execute(
-                select(Blob.digest, Blob.size)
-                .join(RepositoryBlob, RepositoryBlob.blob_digest == Blob.digest)
-                .join(Repository, Repository.id == RepositoryBlob.repository_id)
-                .where(Repository.name == repository, Blob.digest == digest)
-            )
-        ).first()
-        return BlobRecord(row.digest, row.size) if row else None
+        row = await fetch_one(
+            self.session,
+            "SELECT b.digest, b.size FROM blobs b"
+            " JOIN repository_blobs l ON l.blob_digest = b.digest"
+            " JOIN repositories r ON r.id = l.repository_id"
+            " WHERE r.name = :repository AND b.digest = :digest",
+            {"repository": repository, "digest": digest},
+        )
+        return BlobRecord(row[0], row[1]) if row else None
 
     async def missing(self, repository_id: int, digests: Iterable[str]) -> set[str]:
         wanted = set(digests)

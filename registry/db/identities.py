@@ -18,6 +18,7 @@ from registry.db.models import (
     User,
     utcnow,
 )
+from registry.db.session import as_datetime, fetch_one
 
 
 class Conflict(Exception):
@@ -92,8 +93,10 @@ class IdentityStore:
 
     # --- tenants
     async def tenant(self, name: str) -> TenantRecord | None:
-        row = await self.session.scalar(select(Tenant).where(Tenant.name == name))
-        return _tenant(row) if row else None
+        row = await fetch_one(
+            self.session, "SELECT id, name, public FROM tenants WHERE name = :name", {"name": name}
+        )
+        return TenantRecord(row[0], row[1], bool(row[2])) if row else None
 
     async def tenants(self) -> list[TenantRecord]:
         rows = await self.session.scalars(select(Tenant).order_by(Tenant.name))
@@ -124,8 +127,12 @@ class IdentityStore:
 
     # --- users
     async def user(self, name: str) -> UserRecord | None:
-        row = await self.session.scalar(select(User).where(User.name == name))
-        return _user(row) if row else None
+        row = await fetch_one(
+            self.session,
+            "SELECT id, name, password_hash, is_admin, disabled FROM users WHERE name = :name",
+            {"name": name},
+        )
+        return UserRecord(row[0], row[1], row[2], bool(row[3]), bool(row[4])) if row else None
 
     async def users(self) -> list[UserRecord]:
         rows = await self.session.scalars(select(User).order_by(User.name))
@@ -173,11 +180,12 @@ class IdentityStore:
 
     # --- memberships
     async def role(self, tenant_id: int, user_id: int) -> str | None:
-        return await self.session.scalar(
-            select(Membership.role).where(
-                Membership.tenant_id == tenant_id, Membership.user_id == user_id
-            )
+        row = await fetch_one(
+            self.session,
+            "SELECT role FROM memberships WHERE tenant_id = :tenant AND user_id = :user",
+            {"tenant": tenant_id, "user": user_id},
         )
+        return row[0] if row else None
 
     async def user_tenants(self, user_id: int) -> dict[str, str]:
         rows = await self.session.execute(
@@ -232,12 +240,19 @@ class IdentityStore:
         )
 
     async def robot(self, tenant: str, name: str) -> RobotRecord | None:
-        row = (
-            await self.session.execute(
-                self._robot_query().where(Tenant.name == tenant, Robot.name == name)
-            )
-        ).first()
-        return self._robot(row.Robot, row.tenant_name) if row else None
+        row = await fetch_one(
+            self.session,
+            "SELECT r.id, r.name, r.secret_hash, r.actions, r.expires_at, r.disabled"
+            " FROM robots r JOIN tenants t ON t.id = r.tenant_id"
+            " WHERE t.name = :tenant AND r.name = :name",
+            {"tenant": tenant, "name": name},
+        )
+        if row is None:
+            return None
+        actions = frozenset(a for a in row[3].split(",") if a)
+        return RobotRecord(
+            row[0], tenant, row[1], row[2], actions, as_datetime(row[4]), bool(row[5])
+        )
 
     async def robots(self, tenant: str | None = None) -> list[RobotRecord]:
         query = self._robot_query().order_by(Tenant.name, Robot.name)

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from registry.db.models import Manifest, ManifestBlob, ManifestReference, Repository, Tag
-from registry.db.session import insert_ignoring_conflicts
+from registry.db.models import Manifest, ManifestBlob, ManifestReference, Tag
+from registry.db.session import fetch_one, insert_ignoring_conflicts
 from registry.oci.manifest import Manifest as ParsedManifest
 
 
@@ -34,6 +34,19 @@ class ReferrerRecord:
 # Payloads are fetched separately (``payload``): HEAD never needs them, and GET can take them
 # from a cache, since a digest's bytes never change.
 _COLUMNS = (Manifest.id, Manifest.digest, Manifest.media_type, Manifest.size)
+
+
+# The pull hot path's lookups, as plain SQL for fetch_rows.
+_FIND_BY_TAG = (
+    "SELECT m.id, m.digest, m.media_type, m.size FROM manifests m"
+    " JOIN repositories r ON r.id = m.repository_id JOIN tags t ON t.manifest_id = m.id"
+    " WHERE r.name = :repository AND t.name = :tag"
+)
+_FIND_BY_DIGEST = (
+    "SELECT m.id, m.digest, m.media_type, m.size FROM manifests m"
+    " JOIN repositories r ON r.id = m.repository_id"
+    " WHERE r.name = :repository AND m.digest = :digest"
+)
 
 
 def _record(row: Any) -> ManifestRecord | None:
@@ -68,21 +81,22 @@ class ManifestStore:
         self, repository: str, *, tag: str | None = None, digest: str | None = None
     ) -> ManifestRecord | None:
         """A manifest of ``repository`` by tag or digest, in one query (the pull hot path)."""
-        query = select(*_COLUMNS).join(Repository, Repository.id == Manifest.repository_id)
         if tag is not None:
-            query = query.join(Tag, Tag.manifest_id == Manifest.id).where(Tag.name == tag)
+            sql = _FIND_BY_TAG
+            params = {"repository": repository, "tag": tag}
         else:
-            query = query.where(Manifest.digest == digest)
-        row = (await self.session.execute(query.where(Repository.name == repository))).first()
-        return _record(row)
+            sql = _FIND_BY_DIGEST
+            params = {"repository": repository, "digest": digest}
+        row = await fetch_one(self.session, sql, params)
+        return ManifestRecord(row[0], row[1], row[2], row[3]) if row else None
 
     async def payload(self, manifest_id: int) -> bytes:
-        value = await self.session.scalar(
-            select(Manifest.payload).where(Manifest.id == manifest_id)
+        row = await fetch_one(
+            self.session, "SELECT payload FROM manifests WHERE id = :id", {"id": manifest_id}
         )
-        if value is None:
+        if row is None:
             raise LookupError(f"manifest {manifest_id} is gone")
-        return bytes(value)
+        return bytes(row[0])
 
     async def missing(self, repository_id: int, digests: Iterable[str]) -> set[str]:
         wanted = set(digests)

@@ -6,7 +6,7 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.db.models import Manifest, Repository, RepositoryBlob
-from registry.db.session import insert_ignoring_conflicts
+from registry.db.session import fetch_one, insert_ignoring_conflicts
 
 
 class RepositoryStore:
@@ -14,7 +14,10 @@ class RepositoryStore:
         self.session = session
 
     async def get_id(self, name: str) -> int | None:
-        return await self.session.scalar(select(Repository.id).where(Repository.name == name))
+        row = await fetch_one(
+            self.session, "SELECT id FROM repositories WHERE name = :name", {"name": name}
+        )
+        return row[0] if row else None
 
     async def get_or_create(self, name: str) -> int:
         repo_id = await self.get_id(name)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -79,8 +80,14 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         if self._inline_engine is not None:
-            with Session(self._inline_engine, expire_on_commit=False) as inline:
-                yield _InlineSession(inline)  # type: ignore[misc]
+            # Autocommit until the first statement, which opens one read transaction (one
+            # snapshot) for the whole block; closing the connection ends it.
+            with self._inline_engine.connect() as connection:
+                inline = _InlineSession(connection)
+                try:
+                    yield inline  # type: ignore[misc]
+                finally:
+                    inline.close()
             return
         async with self._reader() as session:
             yield session
@@ -96,19 +103,22 @@ class Database:
         # in SQLite's busy handler, which sleeps in steps of up to 100 ms; queue them here
         # instead, where the next one starts the moment the last one commits.
         async with self._sqlite_write_lock():
-            inline = await self._begin_inline_write()
+            connection = await self._begin_inline_write()
             # The transaction runs inline: a few statements of tens of microseconds each,
             # where aiosqlite spent milliseconds handing each to its thread and back.
+            inline = _InlineSession(connection)
             try:
-                yield _InlineSession(inline)  # type: ignore[misc]
-                inline.commit()
+                yield inline  # type: ignore[misc]
+                inline.flush_pending()
+                connection.commit()
             except BaseException:
-                inline.rollback()
+                connection.rollback()
                 raise
             finally:
                 inline.close()
+                connection.close()
 
-    async def _begin_inline_write(self) -> Session:
+    async def _begin_inline_write(self) -> Connection:
         """A session holding SQLite's write lock (BEGIN IMMEDIATE).
 
         While another process holds the lock, wait for it with short sleeps on the event loop,
@@ -120,12 +130,12 @@ class Database:
         deadline = loop.time() + _SQLITE_BUSY_TIMEOUT_MS / 1000
         delay = 0.0002
         while True:
-            inline = Session(self._inline_writer, expire_on_commit=False)
+            connection = self._inline_writer.connect()
             try:
-                inline.connection()  # BEGIN IMMEDIATE; busy_timeout 0 makes it fail at once
-                return inline
+                connection.begin()  # BEGIN IMMEDIATE; busy_timeout 0 makes it fail at once
+                return connection
             except OperationalError as exc:
-                inline.close()
+                connection.close()
                 if "locked" not in str(exc.orig) or loop.time() > deadline:
                     raise
             await asyncio.sleep(delay)
@@ -145,20 +155,36 @@ class Database:
 
 
 class _InlineSession:
-    """The part of AsyncSession the stores use, over a synchronous Session run inline.
+    """The part of AsyncSession the stores use, run inline over one SQLite connection.
 
     For SQLite only. An indexed lookup there takes tens of microseconds, far less than
     aiosqlite's hand-off to its thread and back, which the profiles showed dominating. In
     WAL mode a reader never waits for a writer, so reads run on the loop safely; writes do
-    once they hold the write lock (Database.write).
+    once they hold the write lock (Database.write). ``fetch`` (see ``fetch_rows``) goes to
+    the driver directly; ORM statements go through a Session bound to the same connection,
+    made on first use, so both see the same transaction.
     """
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._orm: Session | None = None
+
+    @property
+    def _session(self) -> Session:
+        if self._orm is None:
+            self._orm = Session(bind=self._connection, expire_on_commit=False)
+        return self._orm
 
     @property
     def bind(self) -> Any:
-        return self._session.get_bind()
+        return self._connection
+
+    def fetch(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
+        driver = self._connection.connection.driver_connection
+        assert driver is not None
+        if not driver.in_transaction:
+            driver.execute("BEGIN")  # a read block's lookups share one snapshot
+        return driver.execute(sql, params).fetchall()
 
     async def execute(self, statement: Any, params: Any = None, **kw: Any) -> Any:
         return self._session.execute(statement, params, **kw)
@@ -182,6 +208,37 @@ class _InlineSession:
     async def begin_nested(self) -> AsyncIterator[None]:
         with self._session.begin_nested():
             yield
+
+    def flush_pending(self) -> None:
+        if self._orm is not None:
+            self._orm.flush()
+
+    def close(self) -> None:
+        if self._orm is not None:
+            self._orm.close()
+
+
+async def fetch_rows(session: AsyncSession, sql: str, params: Mapping[str, Any]) -> list[Any]:
+    """The rows of one plain SQL query with ``:name`` parameters, on either database.
+
+    For the hot paths (token issue, manifest and blob reads, uploads): on SQLite it runs on
+    the driver directly, where SQLAlchemy's per-statement work costs 20-50 times the indexed
+    lookup itself (0.2-0.6 ms against 10 us, benchmarks/README.md). Values come back as the
+    driver gives them: SQLite's booleans are 0/1 and its datetimes strings (``as_datetime``).
+    """
+    if isinstance(session, _InlineSession):
+        return session.fetch(sql, params)
+    return list((await session.execute(text(sql), params)).all())
+
+
+async def fetch_one(session: AsyncSession, sql: str, params: Mapping[str, Any]) -> Any | None:
+    rows = await fetch_rows(session, sql, params)
+    return rows[0] if rows else None
+
+
+def as_datetime(value: datetime | str | None) -> datetime | None:
+    """A datetime column's value from ``fetch_rows`` (SQLite returns its text form)."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _inline_sqlite_engine(url: str, echo: bool, *, pool_size: int, write: bool = False) -> Engine:
@@ -216,6 +273,8 @@ def _sqlite_pragmas(engine: Engine, busy_timeout_ms: int = _SQLITE_BUSY_TIMEOUT_
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
         write = connection.get_execution_options().get("berth_write", False)
+        if not write and connection.connection.driver_connection.in_transaction:
+            return  # a read block's fetch() began it already
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
