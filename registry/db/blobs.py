@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from registry.db.models import Blob, Repository, RepositoryBlob
-from registry.db.session import fetch_one, insert_ignoring_conflicts
+from registry.db.models import Blob, Repository, RepositoryBlob, utcnow
+from registry.db.session import execute_sql, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,20 +66,20 @@ class BlobStore:
         return wanted - set(present.all())
 
     async def add(self, digest: str, size: int) -> None:
-        await self.session.execute(
-            insert_ignoring_conflicts(
-                self.session, Blob, {"digest": digest, "size": size}, ["digest"]
-            )
+        await execute_sql(
+            self.session,
+            "INSERT INTO blobs (digest, size, created_at) VALUES (:digest, :size, :now)"
+            " ON CONFLICT (digest) DO NOTHING",
+            {"digest": digest, "size": size, "now": utcnow()},
         )
 
     async def link(self, repository_id: int, digest: str) -> None:
-        await self.session.execute(
-            insert_ignoring_conflicts(
-                self.session,
-                RepositoryBlob,
-                {"repository_id": repository_id, "blob_digest": digest},
-                ["repository_id", "blob_digest"],
-            )
+        await execute_sql(
+            self.session,
+            "INSERT INTO repository_blobs (repository_id, blob_digest, created_at)"
+            " VALUES (:repository, :digest, :now)"
+            " ON CONFLICT (repository_id, blob_digest) DO NOTHING",
+            {"repository": repository_id, "digest": digest, "now": utcnow()},
         )
 
     async def unlink(self, repository_id: int, digest: str) -> bool:

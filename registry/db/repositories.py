@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from registry.db.models import Manifest, Repository, RepositoryBlob
-from registry.db.session import fetch_one, insert_ignoring_conflicts
+from registry.db.models import Manifest, Repository, RepositoryBlob, utcnow
+from registry.db.session import execute_sql, fetch_one
 
 
 class RepositoryStore:
@@ -23,8 +23,11 @@ class RepositoryStore:
         repo_id = await self.get_id(name)
         if repo_id is not None:
             return repo_id
-        await self.session.execute(
-            insert_ignoring_conflicts(self.session, Repository, {"name": name}, ["name"])
+        await execute_sql(
+            self.session,
+            "INSERT INTO repositories (name, created_at) VALUES (:name, :now)"
+            " ON CONFLICT (name) DO NOTHING",
+            {"name": name, "now": utcnow()},
         )
         repo_id = await self.get_id(name)
         assert repo_id is not None

@@ -4,15 +4,17 @@ writers queue up front (BEGIN IMMEDIATE) instead of failing to upgrade a read lo
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -109,17 +111,16 @@ class Database:
             inline = _InlineSession(connection)
             try:
                 yield inline  # type: ignore[misc]
-                inline.flush_pending()
-                connection.commit()
+                inline.end(commit=True)
             except BaseException:
-                connection.rollback()
+                inline.end(commit=False)
                 raise
             finally:
                 inline.close()
                 connection.close()
 
     async def _begin_inline_write(self) -> Connection:
-        """A session holding SQLite's write lock (BEGIN IMMEDIATE).
+        """A connection holding SQLite's write lock (BEGIN IMMEDIATE).
 
         While another process holds the lock, wait for it with short sleeps on the event loop,
         which stays free for other requests meanwhile; SQLite's own busy handler would block
@@ -132,12 +133,14 @@ class Database:
         while True:
             connection = self._inline_writer.connect()
             try:
-                connection.begin()  # BEGIN IMMEDIATE; busy_timeout 0 makes it fail at once
+                # On the driver: SQLAlchemy's begin() costs ~0.1 ms here. busy_timeout 0
+                # makes it fail at once while another process writes.
+                _driver(connection).execute("BEGIN IMMEDIATE")
                 return connection
-            except OperationalError as exc:
+            except sqlite3.OperationalError as exc:
                 connection.close()
-                if "locked" not in str(exc.orig) or loop.time() > deadline:
-                    raise
+                if "locked" not in str(exc) or loop.time() > deadline:
+                    raise _wrapped("BEGIN IMMEDIATE", None, exc) from exc
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.001)
 
@@ -180,11 +183,38 @@ class _InlineSession:
         return self._connection
 
     def fetch(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
-        driver = self._connection.connection.driver_connection
-        assert driver is not None
-        if not driver.in_transaction:
-            driver.execute("BEGIN")  # a read block's lookups share one snapshot
-        return driver.execute(sql, params).fetchall()
+        return self._run(sql, params).fetchall()
+
+    def run(self, sql: str, params: Mapping[str, Any]) -> int:
+        return int(self._run(sql, params).rowcount)
+
+    def _run(self, sql: str, params: Mapping[str, Any]) -> sqlite3.Cursor:
+        driver = _driver(self._connection)
+        values = {k: _sqlite_value(v) for k, v in params.items()}
+        try:
+            if not driver.in_transaction:
+                driver.execute("BEGIN")  # a read block's lookups share one snapshot
+            return driver.execute(sql, values)
+        except sqlite3.Error as exc:
+            raise _wrapped(sql, values, exc) from exc
+
+    def end(self, *, commit: bool) -> None:
+        """Commit or roll back the write transaction begun on the driver (Database.write)."""
+        if self._orm is not None:
+            # The Session took the transaction over; committing it flushes what is pending.
+            if commit:
+                self._orm.commit()
+            else:
+                self._orm.rollback()
+            return
+        driver = _driver(self._connection)
+        try:
+            if commit:
+                driver.commit()
+            else:
+                driver.rollback()
+        except sqlite3.Error as exc:
+            raise _wrapped("COMMIT" if commit else "ROLLBACK", None, exc) from exc
 
     async def execute(self, statement: Any, params: Any = None, **kw: Any) -> Any:
         return self._session.execute(statement, params, **kw)
@@ -209,10 +239,6 @@ class _InlineSession:
         with self._session.begin_nested():
             yield
 
-    def flush_pending(self) -> None:
-        if self._orm is not None:
-            self._orm.flush()
-
     def close(self) -> None:
         if self._orm is not None:
             self._orm.close()
@@ -224,7 +250,8 @@ async def fetch_rows(session: AsyncSession, sql: str, params: Mapping[str, Any])
     For the hot paths (token issue, manifest and blob reads, uploads): on SQLite it runs on
     the driver directly, where SQLAlchemy's per-statement work costs 20-50 times the indexed
     lookup itself (0.2-0.6 ms against 10 us, benchmarks/README.md). Values come back as the
-    driver gives them: SQLite's booleans are 0/1 and its datetimes strings (``as_datetime``).
+    driver gives them: SQLite's booleans are 0/1, its datetimes text (``as_datetime``) and
+    its JSON text (``as_json``).
     """
     if isinstance(session, _InlineSession):
         return session.fetch(sql, params)
@@ -236,9 +263,47 @@ async def fetch_one(session: AsyncSession, sql: str, params: Mapping[str, Any]) 
     return rows[0] if rows else None
 
 
+async def execute_sql(session: AsyncSession, sql: str, params: Mapping[str, Any]) -> int:
+    """Run one plain SQL INSERT, UPDATE or DELETE as ``fetch_rows`` does; the rows it touched.
+
+    Datetime parameters are stored as SQLAlchemy stores them, so both kinds of statement
+    read and compare each other's values. Columns with Python-side defaults get no default
+    here: name every column.
+    """
+    if isinstance(session, _InlineSession):
+        return session.run(sql, params)
+    result: Any = await session.execute(text(sql), params)
+    return int(result.rowcount)
+
+
 def as_datetime(value: datetime | str | None) -> datetime | None:
     """A datetime column's value from ``fetch_rows`` (SQLite returns its text form)."""
     return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def as_json(value: Any) -> Any:
+    """A JSON column's value from ``fetch_rows`` (SQLite returns its text form)."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        # SQLAlchemy's SQLite DateTime format (UTC, as every value Berth stores).
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
+def _driver(connection: Connection) -> sqlite3.Connection:
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
+
+
+def _wrapped(sql: str, params: Any, exc: sqlite3.Error) -> Exception:
+    """The driver's error as SQLAlchemy raises it, which is what callers catch."""
+    return DBAPIError.instance(sql, params, exc, sqlite3.Error)
 
 
 def _inline_sqlite_engine(url: str, echo: bool, *, pool_size: int, write: bool = False) -> Engine:
@@ -272,9 +337,9 @@ def _sqlite_pragmas(engine: Engine, busy_timeout_ms: int = _SQLITE_BUSY_TIMEOUT_
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
+        if connection.connection.driver_connection.in_transaction:
+            return  # begun on the driver already (Database.write, _InlineSession.fetch)
         write = connection.get_execution_options().get("berth_write", False)
-        if not write and connection.connection.driver_connection.in_transaction:
-            return  # a read block's fetch() began it already
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 

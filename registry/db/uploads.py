@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.db.models import Repository, UploadSession, utcnow
+from registry.db.session import as_datetime, as_json, execute_sql, fetch_one
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,46 +36,45 @@ class UploadStore:
     ) -> UploadRecord:
         """A new session; with ``holder``, already claimed by the request creating it."""
         now = utcnow()
-        self.session.add(
-            UploadSession(
-                id=upload_id,
-                repository_id=repository_id,
-                size=0,
-                writer_state=None,
-                holder=holder,
-                held_until=held_until if holder else None,
-                created_at=now,
-                updated_at=now,
-            )
+        await execute_sql(
+            self.session,
+            "INSERT INTO upload_sessions"
+            " (id, repository_id, size, holder, held_until, created_at, updated_at)"
+            " VALUES (:id, :repository, 0, :holder, :until, :now, :now)",
+            {
+                "id": upload_id,
+                "repository": repository_id,
+                "holder": holder,
+                "until": held_until if holder else None,
+                "now": now,
+            },
         )
-        await self.session.flush()
         return UploadRecord(upload_id, repository_id, 0, None, now)
 
     async def get(self, upload_id: str, repository_id: int) -> UploadRecord | None:
-        row = (
-            await self.session.execute(
-                select(UploadSession).where(
-                    UploadSession.id == upload_id, UploadSession.repository_id == repository_id
-                )
-            )
-        ).scalar_one_or_none()
+        row = await fetch_one(
+            self.session,
+            "SELECT size, writer_state, created_at FROM upload_sessions"
+            " WHERE id = :id AND repository_id = :repository",
+            {"id": upload_id, "repository": repository_id},
+        )
         if row is None:
             return None
-        return UploadRecord(row.id, row.repository_id, row.size, row.writer_state, row.created_at)
+        created = as_datetime(row[2])
+        assert created is not None
+        return UploadRecord(upload_id, repository_id, row[0], as_json(row[1]), created)
 
     async def claim(self, upload_id: str, size: int, holder: str, until: datetime) -> bool:
         """Take the upload for one request if it stands at ``size`` and nobody holds it."""
-        now = utcnow()
-        result = await self.session.execute(
-            update(UploadSession)
-            .where(
-                UploadSession.id == upload_id,
-                UploadSession.size == size,
-                (UploadSession.holder.is_(None)) | (UploadSession.held_until < now),
+        return bool(
+            await execute_sql(
+                self.session,
+                "UPDATE upload_sessions SET holder = :holder, held_until = :until,"
+                " updated_at = :now WHERE id = :id AND size = :size"
+                " AND (holder IS NULL OR held_until < :now)",
+                {"id": upload_id, "size": size, "holder": holder, "until": until, "now": utcnow()},
             )
-            .values(holder=holder, held_until=until, updated_at=now)
         )
-        return bool(result.rowcount)
 
     async def advance(
         self,
@@ -101,17 +101,19 @@ class UploadStore:
         return bool(result.rowcount)
 
     async def release(self, upload_id: str, holder: str) -> None:
-        await self.session.execute(
-            update(UploadSession)
-            .where(UploadSession.id == upload_id, UploadSession.holder == holder)
-            .values(holder=None, held_until=None)
+        await execute_sql(
+            self.session,
+            "UPDATE upload_sessions SET holder = NULL, held_until = NULL"
+            " WHERE id = :id AND holder = :holder",
+            {"id": upload_id, "holder": holder},
         )
 
     async def delete(self, upload_id: str) -> bool:
-        result = await self.session.execute(
-            delete(UploadSession).where(UploadSession.id == upload_id)
+        return bool(
+            await execute_sql(
+                self.session, "DELETE FROM upload_sessions WHERE id = :id", {"id": upload_id}
+            )
         )
-        return bool(result.rowcount)
 
     async def expired(self, before: datetime, limit: int = 100) -> list[tuple[str, str]]:
         """(upload id, repository name) of sessions untouched since ``before``."""
