@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.pool import PoolProxiedConnection
 
 # How long a SQLite writer waits for another process's write transaction before failing.
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -83,13 +84,12 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncSession]:
         if self._inline_engine is not None:
             # Autocommit until the first statement, which opens one read transaction (one
-            # snapshot) for the whole block; closing the connection ends it.
-            with self._inline_engine.connect() as connection:
-                inline = _InlineSession(connection)
-                try:
-                    yield inline  # type: ignore[misc]
-                finally:
-                    inline.close()
+            # snapshot) for the whole block; returning the connection to the pool ends it.
+            inline = _InlineSession(self._inline_engine, self._inline_engine.raw_connection())
+            try:
+                yield inline  # type: ignore[misc]
+            finally:
+                inline.close()
             return
         async with self._reader() as session:
             yield session
@@ -105,10 +105,9 @@ class Database:
         # in SQLite's busy handler, which sleeps in steps of up to 100 ms; queue them here
         # instead, where the next one starts the moment the last one commits.
         async with self._sqlite_write_lock():
-            connection = await self._begin_inline_write()
+            inline = await self._begin_inline_write()
             # The transaction runs inline: a few statements of tens of microseconds each,
             # where aiosqlite spent milliseconds handing each to its thread and back.
-            inline = _InlineSession(connection)
             try:
                 yield inline  # type: ignore[misc]
                 inline.end(commit=True)
@@ -117,28 +116,28 @@ class Database:
                 raise
             finally:
                 inline.close()
-                connection.close()
 
-    async def _begin_inline_write(self) -> Connection:
-        """A connection holding SQLite's write lock (BEGIN IMMEDIATE).
+    async def _begin_inline_write(self) -> _InlineSession:
+        """A session holding SQLite's write lock (BEGIN IMMEDIATE).
 
         While another process holds the lock, wait for it with short sleeps on the event loop,
         which stays free for other requests meanwhile; SQLite's own busy handler would block
         the loop, or, in aiosqlite's thread, sleep in steps of up to 100 ms.
         """
-        assert self._inline_writer is not None
+        engine = self._inline_writer
+        assert engine is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _SQLITE_BUSY_TIMEOUT_MS / 1000
         delay = 0.0002
         while True:
-            connection = self._inline_writer.connect()
+            inline = _InlineSession(engine, engine.raw_connection())
             try:
                 # On the driver: SQLAlchemy's begin() costs ~0.1 ms here. busy_timeout 0
                 # makes it fail at once while another process writes.
-                _driver(connection).execute("BEGIN IMMEDIATE")
-                return connection
+                inline.driver.execute("BEGIN IMMEDIATE")
+                return inline
             except sqlite3.OperationalError as exc:
-                connection.close()
+                inline.close()
                 if "locked" not in str(exc) or loop.time() > deadline:
                     raise _wrapped("BEGIN IMMEDIATE", None, exc) from exc
             await asyncio.sleep(delay)
@@ -158,29 +157,35 @@ class Database:
 
 
 class _InlineSession:
-    """The part of AsyncSession the stores use, run inline over one SQLite connection.
+    """The part of AsyncSession the stores use, run inline over one pooled SQLite connection.
 
     For SQLite only. An indexed lookup there takes tens of microseconds, far less than
     aiosqlite's hand-off to its thread and back, which the profiles showed dominating. In
     WAL mode a reader never waits for a writer, so reads run on the loop safely; writes do
-    once they hold the write lock (Database.write). ``fetch`` (see ``fetch_rows``) goes to
-    the driver directly; ORM statements go through a Session bound to the same connection,
-    made on first use, so both see the same transaction.
+    once they hold the write lock (Database.write). ``fetch`` and ``run`` (see
+    ``fetch_rows``) go to the driver directly; ORM statements go through a Session bound to
+    the same connection, both made on first use, so both see the same transaction.
     """
 
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
+    def __init__(self, engine: Engine, pooled: PoolProxiedConnection) -> None:
+        self._engine = engine
+        self._pooled = pooled
+        driver = pooled.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        self.driver = driver
+        self._connection: Connection | None = None
         self._orm: Session | None = None
 
     @property
     def _session(self) -> Session:
         if self._orm is None:
+            self._connection = Connection(self._engine, connection=self._pooled)
             self._orm = Session(bind=self._connection, expire_on_commit=False)
         return self._orm
 
     @property
     def bind(self) -> Any:
-        return self._connection
+        return self._engine
 
     def fetch(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
         return self._run(sql, params).fetchall()
@@ -189,12 +194,11 @@ class _InlineSession:
         return int(self._run(sql, params).rowcount)
 
     def _run(self, sql: str, params: Mapping[str, Any]) -> sqlite3.Cursor:
-        driver = _driver(self._connection)
         values = {k: _sqlite_value(v) for k, v in params.items()}
         try:
-            if not driver.in_transaction:
-                driver.execute("BEGIN")  # a read block's lookups share one snapshot
-            return driver.execute(sql, values)
+            if not self.driver.in_transaction:
+                self.driver.execute("BEGIN")  # a read block's lookups share one snapshot
+            return self.driver.execute(sql, values)
         except sqlite3.Error as exc:
             raise _wrapped(sql, values, exc) from exc
 
@@ -207,12 +211,11 @@ class _InlineSession:
             else:
                 self._orm.rollback()
             return
-        driver = _driver(self._connection)
         try:
             if commit:
-                driver.commit()
+                self.driver.commit()
             else:
-                driver.rollback()
+                self.driver.rollback()
         except sqlite3.Error as exc:
             raise _wrapped("COMMIT" if commit else "ROLLBACK", None, exc) from exc
 
@@ -240,8 +243,13 @@ class _InlineSession:
             yield
 
     def close(self) -> None:
+        """Back to the pool, which rolls back whatever is still open."""
         if self._orm is not None:
             self._orm.close()
+        if self._connection is not None:
+            self._connection.close()
+        else:
+            self._pooled.close()
 
 
 async def fetch_rows(session: AsyncSession, sql: str, params: Mapping[str, Any]) -> list[Any]:
@@ -293,12 +301,6 @@ def _sqlite_value(value: Any) -> Any:
             value = value.astimezone(UTC)
         return value.strftime("%Y-%m-%d %H:%M:%S.%f")
     return value
-
-
-def _driver(connection: Connection) -> sqlite3.Connection:
-    driver = connection.connection.driver_connection
-    assert isinstance(driver, sqlite3.Connection)
-    return driver
 
 
 def _wrapped(sql: str, params: Any, exc: sqlite3.Error) -> Exception:
