@@ -19,6 +19,7 @@ from registry.auth.keys import KeySet
 from registry.auth.scopes import Scope
 
 LEEWAY_SECONDS = 30
+REUSE_SECONDS = 5
 _CACHE_SIZE = 4096
 
 
@@ -41,10 +42,25 @@ class TokenIssuer:
     def __init__(self, keys: KeySet, issuer: str, service: str, ttl_seconds: int) -> None:
         self.keys, self.issuer, self.service, self.ttl = keys, issuer, service, ttl_seconds
         self._verified: OrderedDict[str, Claims] = OrderedDict()
+        # (signing key, subject, grants) -> (token, issued at), for reuse by ``issue``.
+        self._recent: dict[tuple[str, str, tuple[Any, ...]], tuple[str, int]] = {}
+        # A reused token has at least 90% of its lifetime left.
+        self._reuse_seconds = min(REUSE_SECONDS, ttl_seconds // 10)
 
     def issue(self, subject: str, scopes: list[Scope]) -> tuple[str, int, int]:
-        """A signed token granting ``scopes``; returns (token, issued_at, expires_in)."""
+        """A signed token granting ``scopes``; returns (token, issued_at, expires_in).
+
+        The same subject granted the same scopes within ``REUSE_SECONDS`` gets the token
+        signed for the first of them (its own issued_at: clients count the lifetime from it).
+        In a pull storm every node asks for the same token at once, and signing was the
+        largest cost of each answer; registries also verify one token instead of hundreds.
+        """
         now = int(time.time())
+        grants = tuple((s.type, s.name, tuple(sorted(s.actions))) for s in scopes)
+        key = (self.keys.signing_kid, subject, grants)
+        recent = self._recent.get(key)
+        if recent is not None and 0 <= now - recent[1] < self._reuse_seconds:
+            return recent[0], recent[1], self.ttl
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": subject,
@@ -61,6 +77,9 @@ class TokenIssuer:
             algorithm=self.keys.algorithm,
             headers={"kid": self.keys.signing_kid, "typ": "JWT"},
         )
+        if len(self._recent) >= _CACHE_SIZE:
+            self._recent.clear()
+        self._recent[key] = (token, now)
         return token, now, self.ttl
 
     def verify(self, token: str) -> Claims:

@@ -83,8 +83,9 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         if self._inline_engine is not None:
-            # Autocommit until the first statement, which opens one read transaction (one
-            # snapshot) for the whole block; returning the connection to the pool ends it.
+            # Plain SQL runs in autocommit: each statement sees what committed before it, as on
+            # PostgreSQL (READ COMMITTED), and no BEGIN/ROLLBACK pair is paid per lookup. ORM
+            # statements open a transaction, which plain SQL after them joins.
             inline = _InlineSession(self._inline_engine, self._inline_engine.raw_connection())
             try:
                 yield inline  # type: ignore[misc]
@@ -196,8 +197,6 @@ class _InlineSession:
     def _run(self, sql: str, params: Mapping[str, Any]) -> sqlite3.Cursor:
         values = {k: _sqlite_value(v) for k, v in params.items()}
         try:
-            if not self.driver.in_transaction:
-                self.driver.execute("BEGIN")  # a read block's lookups share one snapshot
             return self.driver.execute(sql, values)
         except sqlite3.Error as exc:
             raise _wrapped(sql, values, exc) from exc
@@ -340,7 +339,7 @@ def _sqlite_pragmas(engine: Engine, busy_timeout_ms: int = _SQLITE_BUSY_TIMEOUT_
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
         if connection.connection.driver_connection.in_transaction:
-            return  # begun on the driver already (Database.write, _InlineSession.fetch)
+            return  # begun on the driver already (Database.write)
         write = connection.get_execution_options().get("berth_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
