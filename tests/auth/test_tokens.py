@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from registry.auth.keys import KeySet, libtrust_kid, load_keys
 from registry.auth.scopes import Scope
-from registry.auth.tokens import LEEWAY_SECONDS, InvalidToken, TokenIssuer
+from registry.auth.tokens import LEEWAY_SECONDS, REUSE_SECONDS, InvalidToken, TokenIssuer
 
 ISSUER = "berth-issuer"
 SERVICE = "berth"
@@ -137,6 +137,62 @@ def test_expiry_within_leeway_is_accepted(issuer: TokenIssuer, keys: KeySet) -> 
     now = int(time.time())
     token = _sign(keys, _claims(exp=now - LEEWAY_SECONDS + 10, iat=now - 400, nbf=now - 400))
     assert issuer.verify(token).subject == "alice"
+
+
+def test_same_grants_within_moments_reuse_one_signed_token(
+    issuer: TokenIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pull = [Scope("repository", "acme/app", frozenset({"pull"}))]
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now)
+    first, issued_at, _ = issuer.issue("alice", pull)
+    # A pull storm: the same account, the same grants, seconds apart -> the same token,
+    # with the issued_at it was signed at.
+    monkeypatch.setattr(time, "time", lambda: now + REUSE_SECONDS - 1)
+    assert issuer.issue("alice", pull) == (first, issued_at, 300)
+    # Anything else that differs gets a token of its own.
+    assert issuer.issue("bob", pull)[0] != first
+    assert (
+        issuer.issue("alice", [Scope("repository", "acme/app", frozenset({"pull", "push"}))])[0]
+        != first
+    )
+    assert (
+        issuer.issue("alice", [Scope("repository", "acme/other", frozenset({"pull"}))])[0] != first
+    )
+    # ... and so does the same request once the reuse window has passed.
+    monkeypatch.setattr(time, "time", lambda: now + REUSE_SECONDS)
+    later, later_issued_at, _ = issuer.issue("alice", pull)
+    assert later != first and later_issued_at == int(now + REUSE_SECONDS)
+    assert (
+        jwt.decode(later, options={"verify_signature": False})["jti"]
+        != jwt.decode(first, options={"verify_signature": False})["jti"]
+    )
+
+
+def test_a_short_ttl_shortens_the_reuse_window(
+    keys: KeySet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A reused token keeps at least 90% of its lifetime: with a 10 s TTL, 1 s.
+    issuer = TokenIssuer(keys, ISSUER, SERVICE, 10)
+    pull = [Scope("repository", "acme/app", frozenset({"pull"}))]
+    now = float(int(time.time()))
+    monkeypatch.setattr(time, "time", lambda: now)
+    first, _, _ = issuer.issue("alice", pull)
+    monkeypatch.setattr(time, "time", lambda: now + 1)
+    assert issuer.issue("alice", pull)[0] != first
+
+
+def test_a_new_signing_key_is_used_at_once(tmp_path: Path) -> None:
+    pull = [Scope("repository", "acme/app", frozenset({"pull"}))]
+    issuer = TokenIssuer(load_keys(tmp_path / "a", "ES256"), ISSUER, SERVICE, 300)
+    first, _, _ = issuer.issue("alice", pull)
+    issuer.keys = load_keys(tmp_path / "b", "ES256")
+    second, _, _ = issuer.issue("alice", pull)
+    assert (
+        jwt.get_unverified_header(second)["kid"]
+        == issuer.keys.signing_kid
+        != (jwt.get_unverified_header(first)["kid"])
+    )
 
 
 def test_token_of_a_rotated_out_key_still_verifies(tmp_path: Path) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from registry.db.blobs import BlobRecord, BlobStore
 from registry.db.manifests import ManifestStore, ReferrerRecord
@@ -23,7 +23,7 @@ from registry.db.models import (
     utcnow,
 )
 from registry.db.repositories import RepositoryStore
-from registry.db.session import Database
+from registry.db.session import Database, fetch_rows
 from registry.db.tags import TagStore
 from registry.db.uploads import UploadStore
 from registry.oci import manifest as oci_manifest
@@ -668,6 +668,66 @@ async def test_upload_expired(db: Database) -> None:
         assert await uploads.advance("old-1", "h", 10, {}) is True
     async with db.read() as session:
         assert await UploadStore(session).expired(cutoff) == [("old-2", "tenant2/repo")]
+
+
+# --- plain SQL (fetch_rows / execute_sql) beside the ORM ----------------------------------------
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite's are naive
+
+
+async def test_plain_sql_and_orm_store_the_same_datetimes(db: Database) -> None:
+    repo_id = await make_repo(db, "acme/app")
+    async with db.write() as session:
+        created = await UploadStore(session).create("u", repo_id)
+    async with db.read() as session:
+        row = await session.get(UploadSession, "u")
+        got = await UploadStore(session).get("u", repo_id)
+    assert row is not None and got is not None
+    # Written as plain SQL, read back through the ORM and through plain SQL: the same instant.
+    assert _utc(row.created_at) == _utc(got.created_at) == created.created_at
+    # An ORM comparison finds it on the right side of a cutoff either way.
+    async with db.read() as session:
+        uploads = UploadStore(session)
+        assert await uploads.expired(created.created_at - timedelta(seconds=1)) == []
+        assert await uploads.expired(created.created_at + timedelta(seconds=1)) == [
+            ("u", "acme/app")
+        ]
+
+
+async def test_plain_sql_and_orm_share_one_write_transaction(db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.write() as session:
+            repo_id = await RepositoryStore(session).get_or_create("acme/both")  # plain SQL
+            # The ORM sees the uncommitted plain-SQL row, and plain SQL the ORM's.
+            assert (
+                await session.scalar(select(Repository.id).where(Repository.name == "acme/both"))
+                == repo_id
+            )
+            session.add(Repository(name="acme/orm"))
+            await session.flush()
+            assert await RepositoryStore(session).get_id("acme/orm") is not None
+            raise RuntimeError("roll both back")
+    async with db.read() as session:
+        repos = RepositoryStore(session)
+        assert await repos.get_id("acme/both") is None
+        assert await repos.get_id("acme/orm") is None
+    async with db.write() as session:
+        await RepositoryStore(session).get_or_create("acme/both")
+        session.add(Repository(name="acme/orm"))
+    assert await count(db, Repository) == 2
+
+
+async def test_plain_sql_errors_are_sqlalchemy_errors(db: Database) -> None:
+    # Callers catch SQLAlchemy's exceptions (IntegrityError, OperationalError -> 503): the
+    # driver's own must not leak past execute_sql.
+    with pytest.raises(IntegrityError):
+        async with db.write() as session:
+            await BlobStore(session).link(999_999, sha256(b"no such repository"))
+    with pytest.raises(DBAPIError):
+        async with db.read() as session:
+            await fetch_rows(session, "SELECT nothing FROM no_such_table", {})
 
 
 # --- transactions -----------------------------------------------------------------------------
