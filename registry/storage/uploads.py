@@ -8,6 +8,7 @@ restart) the digest is recomputed from storage instead, so the cache is never th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections import OrderedDict
@@ -18,7 +19,7 @@ from anyio import to_thread
 
 from registry.oci.digest import Digest
 from registry.storage import layout
-from registry.storage.driver import PathNotFound, StorageDriver
+from registry.storage.driver import FileWriter, PathNotFound, StorageDriver
 
 _CACHED_HASHERS = 256
 # Request chunks are gathered into batches this large before hashing and writing.
@@ -50,14 +51,23 @@ class UploadData:
         hasher = self._take_hasher(upload_id, size)
         batch: list[bytes] = []
         batch_size = 0
+        # The batch being hashed and written while the next one is received: without this
+        # overlap, reading the socket stopped (uvicorn pauses it past 64 KiB) for every batch.
+        in_flight: asyncio.Task[None] | None = None
+
+        async def settle() -> None:
+            nonlocal in_flight
+            if in_flight is not None:
+                # Shielded: if this request is cancelled, the batch still completes, and the
+                # except clause below waits for it before closing the writer.
+                await asyncio.shield(in_flight)
+                in_flight = None
 
         async def hand_over() -> None:
-            nonlocal batch, batch_size
-            if hasher is not None:
-                # One hop per batch; hashlib releases the GIL, so the loop keeps serving.
-                await to_thread.run_sync(_update_all, hasher, batch)
-            for chunk in batch:
-                await writer.write(chunk)
+            nonlocal batch, batch_size, in_flight
+            await settle()  # batches are hashed and written in order
+            if batch:
+                in_flight = asyncio.ensure_future(_store(hasher, writer, batch))
             batch, batch_size = [], 0
 
         try:
@@ -68,11 +78,16 @@ class UploadData:
                     if batch_size >= _BATCH:
                         await hand_over()
             await hand_over()
+            await settle()
             if final:
                 await writer.commit()
             else:
                 await writer.close()
         except BaseException:
+            if in_flight is not None:
+                # Never close the writer under a write still in progress.
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(in_flight)
             with contextlib.suppress(Exception):
                 await writer.close()
             raise
@@ -110,6 +125,22 @@ class UploadData:
         self._hashers[upload_id] = (size, hasher)
         while len(self._hashers) > _CACHED_HASHERS:
             self._hashers.popitem(last=False)
+
+
+async def _store(hasher: Any, writer: FileWriter, chunks: list[bytes]) -> None:
+    """Hash and write one batch at the same time: hashlib and file writes both release the GIL."""
+
+    async def write_all() -> None:
+        for chunk in chunks:
+            await writer.write(chunk)
+
+    jobs = [write_all()]
+    if hasher is not None:
+        jobs.append(to_thread.run_sync(_update_all, hasher, chunks))
+    # Both run to their end before any error is raised: the caller may then close the writer.
+    for outcome in await asyncio.gather(*jobs, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def _update_all(hasher: Any, chunks: list[bytes]) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -161,3 +163,38 @@ async def test_writer_survives_a_concurrent_prune_of_its_parents(
     await w.commit()
     assert prunes == 3
     assert await driver.get_content("/uploads/mine/data") == b"payload"
+
+
+# --- upload data: chunks hashed and written while the next ones arrive
+
+
+@pytest.mark.anyio
+async def test_an_upload_broken_off_mid_stream_resumes_at_its_recorded_size(
+    driver: FilesystemDriver,
+) -> None:
+    import hashlib
+
+    from registry.oci.digest import Digest
+    from registry.storage.uploads import UploadData
+
+    mib = 1024 * 1024
+    first, lost, rest = os.urandom(mib + 5), os.urandom(3 * mib + 7), os.urandom(2 * mib + 3)
+
+    async def stream(data: bytes, *, fail: bool = False) -> Any:
+        for start in range(0, len(data), 100_000):
+            yield data[start : start + 100_000]
+        if fail:
+            raise ConnectionResetError("client gone")
+
+    uploads, upload_id = UploadData(driver), str(uuid.uuid4())
+    size, state = await uploads.append(upload_id, 0, None, stream(first))
+    assert size == len(first)
+    # Several batches are in flight when the client hangs up: the error reaches the caller
+    # only once they are written, and nothing of them counts.
+    with pytest.raises(ConnectionResetError):
+        await uploads.append(upload_id, size, state, stream(lost, fail=True))
+    uploads.forget(upload_id)
+    size, state = await uploads.append(upload_id, size, state, stream(rest), final=True)
+    assert size == len(first) + len(rest)
+    expected = Digest("sha256", hashlib.sha256(first + rest).hexdigest())
+    assert await UploadData(driver).digest(upload_id, size, "sha256") == expected
