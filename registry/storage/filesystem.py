@@ -198,12 +198,13 @@ class _FileWriter(FileWriter):
         self._pending_size += len(data)
         self._size += len(data)
         if self._pending_size >= WRITE_BLOCK:
-            await self._flush()
+            await self._flush(write_back=True)
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, write_back: bool = False) -> None:
         if self._pending:
+            start = self._size - self._pending_size
             chunks, self._pending, self._pending_size = self._pending, [], 0
-            await to_thread.run_sync(self._f.writelines, chunks)
+            await to_thread.run_sync(_write_out, self._f, chunks, start if write_back else None)
 
     async def close(self) -> None:
         if self._done:
@@ -255,6 +256,19 @@ async def _read_stream(f: BinaryIO, length: int | None) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         f.close()
+
+
+def _write_out(f: BinaryIO, chunks: list[bytes], write_back_from: int | None) -> None:
+    f.writelines(chunks)
+    if write_back_from is not None and hasattr(os, "sync_file_range"):
+        # Start writing these blocks to the disk now, without waiting for it: the commit's
+        # fsync then waits for the last blocks only, not for the whole blob after its last
+        # byte arrived (receiving and the disk's writing took turns before).
+        f.flush()
+        end = f.tell()
+        os.sync_file_range(
+            f.fileno(), write_back_from, end - write_back_from, os.SYNC_FILE_RANGE_WRITE
+        )
 
 
 def _atomic_write(full: Path, data: bytes) -> None:
