@@ -58,8 +58,12 @@ async def _payload(request: Request, record: ManifestRecord) -> bytes:
     cache = services(request).manifests
     payload = cache.get(record.digest)
     if payload is None:
-        async with services(request).db.read() as session:
-            payload = await ManifestStore(session).payload(record.id)
+        try:
+            async with services(request).db.read() as session:
+                payload = await ManifestStore(session).payload(record.id)
+        except LookupError as exc:
+            # Deleted since _find saw it: the answer a GET a moment later would get.
+            raise errors.MANIFEST_UNKNOWN({"digest": record.digest}) from exc
         cache.put(record.digest, payload)
     return payload
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -471,3 +473,29 @@ def test_repush_after_delete_by_digest(client: httpx.Client, repo: str) -> None:
     assert_error(get_manifest(client, repo, "back"), 404, "MANIFEST_UNKNOWN")
     push_image(client, image)
     assert_intact(client, image)
+
+
+def test_a_manifest_deleted_between_its_lookup_and_its_read_is_unknown(tmp_path: Path) -> None:
+    # GET looks the manifest up, then reads its bytes in a second query; a DELETE committed
+    # in between must answer 404 MANIFEST_UNKNOWN, not 500. In process, to hit the window.
+    from types import SimpleNamespace
+
+    from starlette.requests import Request
+
+    from registry import errors
+    from registry.api import manifests
+    from registry.cache import ContentCache
+    from registry.db import migrate
+    from registry.db.manifests import ManifestRecord
+    from registry.db.session import Database
+
+    url = f"sqlite:///{tmp_path / 'berth.db'}"
+    migrate.upgrade(url)
+    services = SimpleNamespace(db=Database(url), manifests=ContentCache())
+    request = Request(
+        {"type": "http", "app": SimpleNamespace(state=SimpleNamespace(services=services))}
+    )
+    gone = ManifestRecord(12345, digest_of(b"deleted meanwhile"), OCI_MANIFEST, 17)
+    with pytest.raises(errors.RegistryError) as raised:
+        asyncio.run(manifests._payload(request, gone))
+    assert raised.value.code is errors.MANIFEST_UNKNOWN and raised.value.status == 404
