@@ -29,9 +29,12 @@ class _AppendHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            os.write(self._fd, (self.format(record) + "\n").encode())
+            self.write(self.format(record))
         except Exception:
             self.handleError(record)
+
+    def write(self, line: str) -> None:
+        os.write(self._fd, (line + "\n").encode())
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -39,7 +42,13 @@ class _AppendHandler(logging.Handler):
         super().close()
 
 
+# The audit file, when it is the logger's only destination: record() then writes to it
+# directly, at half the cost of a pass through the logging machinery.
+_direct: _AppendHandler | None = None
+
+
 def configure(target: str) -> None:
+    global _direct
     if any(getattr(h, "_berth_audit", False) for h in _log.handlers):
         return
     handler: logging.Handler
@@ -47,7 +56,7 @@ def configure(target: str) -> None:
         handler = logging.StreamHandler()
     else:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
-        handler = _AppendHandler(target)
+        handler = _direct = _AppendHandler(target)
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler._berth_audit = True  # type: ignore[attr-defined]
     _log.addHandler(handler)
@@ -64,6 +73,8 @@ def record(
     client: str | None = None,
     **detail: Any,
 ) -> None:
+    if not _log.isEnabledFor(logging.INFO):
+        return
     event: dict[str, Any] = {
         "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "action": action,
@@ -74,7 +85,10 @@ def record(
     }
     if detail:
         event["detail"] = detail
-    if _log.isEnabledFor(logging.INFO):
-        # Logger.info would also walk the stack for the caller's file and line: unused here.
-        line = json.dumps(event, default=str)
-        _log.handle(_log.makeRecord(_log.name, logging.INFO, "", 0, line, None, None))
+    line = json.dumps(event, default=str)
+    if _direct is not None and _log.handlers == [_direct] and not _log.propagate:
+        with contextlib.suppress(OSError):  # else through logging, which reports the failure
+            _direct.write(line)
+            return
+    # Logger.info would also walk the stack for the caller's file and line: unused here.
+    _log.handle(_log.makeRecord(_log.name, logging.INFO, "", 0, line, None, None))
