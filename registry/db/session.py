@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -63,6 +63,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self._inline_engine: Engine | None = None
         self._inline_writer: Engine | None = None
+        self._read_connections: _ReadConnections | None = None
         self._write_lock = asyncio.Lock()
         self._write_lock_loop: asyncio.AbstractEventLoop | None = None
         if self.is_sqlite:
@@ -71,6 +72,7 @@ class Database:
             # fail at once rather than wait in SQLite's busy handler (see write()).
             self._inline_engine = _inline_sqlite_engine(url, echo, pool_size=10)
             self._inline_writer = _inline_sqlite_engine(url, echo, pool_size=2, write=True)
+            self._read_connections = _ReadConnections(self._inline_engine)
         self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writer = async_sessionmaker(
             self.engine.execution_options(berth_write=True), expire_on_commit=False
@@ -85,8 +87,15 @@ class Database:
         if self._inline_engine is not None:
             # Plain SQL runs in autocommit: each statement sees what committed before it, as on
             # PostgreSQL (READ COMMITTED), and no BEGIN/ROLLBACK pair is paid per lookup. ORM
-            # statements open a transaction, which plain SQL after them joins.
-            inline = _InlineSession(self._inline_engine, self._inline_engine.raw_connection())
+            # statements run on a connection of their own, in a transaction of their own.
+            assert self._read_connections is not None
+            pooled = self._read_connections.take()
+            inline = _InlineSession(
+                self._inline_engine,
+                pooled,
+                separate_orm=True,
+                release=lambda: self._read_connections.give(pooled),  # type: ignore[union-attr]
+            )
             try:
                 yield inline  # type: ignore[misc]
             finally:
@@ -152,9 +161,48 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._read_connections is not None:
+            self._read_connections.dispose()
         for inline in (self._inline_engine, self._inline_writer):
             if inline is not None:
                 inline.dispose()
+
+
+class _ReadConnections:
+    """Idle SQLite connections for plain-SQL reads, kept outside SQLAlchemy's pool.
+
+    Checking a connection out of that pool and back in (locks, weak references, a reset)
+    was an eighth of a token request's time. Reads run on the event loop one after another,
+    so a handful of connections serve a worker; each comes from the engine (its pragmas
+    applied) and is then detached from its pool.
+    """
+
+    _KEEP = 8
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._idle: list[PoolProxiedConnection] = []
+
+    def take(self) -> PoolProxiedConnection:
+        if self._idle:
+            return self._idle.pop()
+        pooled = self._engine.raw_connection()
+        pooled.detach()
+        return pooled
+
+    def give(self, pooled: PoolProxiedConnection) -> None:
+        driver = pooled.dbapi_connection  # pysqlite: the sqlite3 connection itself
+        assert isinstance(driver, sqlite3.Connection)
+        if driver.in_transaction:
+            driver.rollback()
+        if len(self._idle) < self._KEEP:
+            self._idle.append(pooled)
+        else:
+            pooled.close()
+
+    def dispose(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
 
 
 class _InlineSession:
@@ -164,24 +212,37 @@ class _InlineSession:
     aiosqlite's hand-off to its thread and back, which the profiles showed dominating. In
     WAL mode a reader never waits for a writer, so reads run on the loop safely; writes do
     once they hold the write lock (Database.write). ``fetch`` and ``run`` (see
-    ``fetch_rows``) go to the driver directly; ORM statements go through a Session bound to
-    the same connection, both made on first use, so both see the same transaction.
+    ``fetch_rows``) go to the driver directly; ORM statements go through a Session made on
+    first use: in a write, bound to the same connection, so both see the same transaction;
+    in a read (``separate_orm``), on a connection of the engine's own.
     """
 
-    def __init__(self, engine: Engine, pooled: PoolProxiedConnection) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        pooled: PoolProxiedConnection,
+        *,
+        separate_orm: bool = False,
+        release: Callable[[], None] | None = None,
+    ) -> None:
         self._engine = engine
         self._pooled = pooled
-        driver = pooled.driver_connection
+        driver = pooled.dbapi_connection  # pysqlite: the sqlite3 connection itself
         assert isinstance(driver, sqlite3.Connection)
         self.driver = driver
+        self._separate_orm = separate_orm
+        self._release = release if release is not None else pooled.close
         self._connection: Connection | None = None
         self._orm: Session | None = None
 
     @property
     def _session(self) -> Session:
         if self._orm is None:
-            self._connection = Connection(self._engine, connection=self._pooled)
-            self._orm = Session(bind=self._connection, expire_on_commit=False)
+            if self._separate_orm:
+                self._orm = Session(self._engine, expire_on_commit=False)
+            else:
+                self._connection = Connection(self._engine, connection=self._pooled)
+                self._orm = Session(bind=self._connection, expire_on_commit=False)
         return self._orm
 
     @property
@@ -246,9 +307,9 @@ class _InlineSession:
         if self._orm is not None:
             self._orm.close()
         if self._connection is not None:
-            self._connection.close()
+            self._connection.close()  # returns the pooled connection it wrapped
         else:
-            self._pooled.close()
+            self._release()
 
 
 async def fetch_rows(session: AsyncSession, sql: str, params: Mapping[str, Any]) -> list[Any]:
