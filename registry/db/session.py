@@ -88,13 +88,14 @@ class Database:
             # Plain SQL runs in autocommit: each statement sees what committed before it, as on
             # PostgreSQL (READ COMMITTED), and no BEGIN/ROLLBACK pair is paid per lookup. ORM
             # statements run on a connection of their own, in a transaction of their own.
-            assert self._read_connections is not None
-            pooled = self._read_connections.take()
+            connections = self._read_connections
+            assert connections is not None
+            pooled = connections.take()
             inline = _InlineSession(
                 self._inline_engine,
                 pooled,
                 separate_orm=True,
-                release=lambda: self._read_connections.give(pooled),  # type: ignore[union-attr]
+                release=lambda: connections.give(pooled),
             )
             try:
                 yield inline  # type: ignore[misc]
