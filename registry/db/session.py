@@ -64,7 +64,8 @@ class Database:
         self._inline_engine: Engine | None = None
         self._inline_writer: Engine | None = None
         self._read_connections: _ReadConnections | None = None
-        self._write_lock = asyncio.Lock()
+        # Made on first use, in the loop that uses it (_sqlite_write_lock).
+        self._write_lock: asyncio.Lock | None = None
         self._write_lock_loop: asyncio.AbstractEventLoop | None = None
         if self.is_sqlite:
             _sqlite_pragmas(self.engine.sync_engine)
@@ -156,7 +157,8 @@ class Database:
 
     def _sqlite_write_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
-        if self._write_lock_loop is not loop:  # a lock belongs to the loop it was made in
+        if self._write_lock is None or self._write_lock_loop is not loop:
+            # A lock belongs to the loop it was made in.
             self._write_lock, self._write_lock_loop = asyncio.Lock(), loop
         return self._write_lock
 
