@@ -15,6 +15,7 @@ from registry.settings import Settings, SettingsError, load_settings
 
 # Worker processes rebuild the exact settings the parent resolved from file, env and flags.
 SETTINGS_ENV = "_BERTH_RESOLVED_SETTINGS"
+APP = "registry.cli:app_from_environment"
 
 
 def _settings_options(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from registry.server import BerthHttpProtocol
+    from registry.server import BerthHttpProtocol, serve_workers
 
     server: dict[str, Any] = {}
     if args.host:
@@ -106,19 +107,20 @@ def _serve(args: argparse.Namespace) -> int:
         settings.server.port,
         settings.data_path,
     )
-    uvicorn.run(
-        "registry.cli:app_from_environment",
-        factory=True,
-        host=settings.server.host,
-        port=settings.server.port,
-        workers=workers if workers > 1 else None,
-        loop="uvloop",
-        http=BerthHttpProtocol,
-        log_level=settings.server.log_level,
-        access_log=settings.server.access_log,
-        timeout_keep_alive=30,
-        server_header=False,
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": settings.server.host,
+        "port": settings.server.port,
+        "loop": "uvloop",
+        "http": BerthHttpProtocol,
+        "log_level": settings.server.log_level,
+        "access_log": settings.server.access_log,
+        "timeout_keep_alive": 30,
+        "server_header": False,
+    }
+    if workers > 1:
+        return serve_workers(uvicorn.Config(APP, workers=workers, **options))
+    uvicorn.run(APP, **options)
     return 0
 
 
