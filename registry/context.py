@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from registry.auth.access import AccessPolicy
 from registry.auth.login import Authenticator
+from registry.auth.policy import GrantCache
 from registry.auth.tokens import TokenIssuer
 from registry.cache import ContentCache
 from registry.db.session import Database
@@ -27,3 +28,4 @@ class Services:
     tokens: TokenIssuer | None = None
     authenticator: Authenticator | None = None
     manifests: ContentCache = field(default_factory=ContentCache)
+    grants: GrantCache = field(default_factory=GrantCache)

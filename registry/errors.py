@@ -6,10 +6,10 @@ handler in ``app.py`` turns it into ``{"errors": [{"code", "message", "detail"}]
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 
 
@@ -51,7 +51,7 @@ class RegistryError(Exception):
         entry: dict[str, Any] = {"code": self.code.code, "message": self.message}
         if self.detail is not None:
             entry["detail"] = self.detail
-        body = json.dumps({"errors": [entry]}).encode()
+        body = orjson.dumps({"errors": [entry]})
         headers = {"Docker-Distribution-API-Version": "registry/2.0", **self.headers}
         if head:
             # HEAD answers carry no body but must still say how long it would have been.

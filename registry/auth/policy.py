@@ -14,6 +14,7 @@ catalog shows what ``readable_tenants`` allows. Nothing else in Berth reasons ab
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,10 +42,15 @@ class Identity:
     is_admin: bool = False
     tenant: str | None = None
     robot_actions: frozenset[str] = field(default_factory=frozenset)
+    # A robot's expiry (UTC), checked again whenever a decision about it is reused.
+    expires_at: datetime | None = None
 
     @property
     def anonymous(self) -> bool:
         return self.kind == "anonymous"
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 ANONYMOUS = Identity("anonymous")
@@ -55,8 +61,16 @@ def user_identity(user: UserRecord) -> Identity:
 
 
 def robot_identity(robot: RobotRecord) -> Identity:
+    expires = robot.expires_at
+    if expires is not None and expires.tzinfo is None:  # SQLite hands back naive datetimes
+        expires = expires.replace(tzinfo=UTC)
     return Identity(
-        "robot", robot.username, robot.id, tenant=robot.tenant, robot_actions=robot.actions
+        "robot",
+        robot.username,
+        robot.id,
+        tenant=robot.tenant,
+        robot_actions=robot.actions,
+        expires_at=expires,
     )
 
 
@@ -87,6 +101,45 @@ async def grant(session: AsyncSession, identity: Identity, scopes: list[Scope]) 
         if scope.type == "repository" and scope.name not in known:
             known[scope.name] = await permitted(session, identity, scope.name)
     return [_granted(identity, scope, known) for scope in scopes]
+
+
+class GrantCache:
+    """``grant``'s answers, reused while the identity tables are unchanged.
+
+    An answer holds for the identity generation it was decided under (models.IdentityGeneration,
+    raised by every change to a tenant, user, membership or robot, from any process). A pull
+    storm asks the same question thousands of times a second; each answer otherwise costs an
+    indexed lookup or two.
+    """
+
+    _SIZE = 4096
+
+    def __init__(self) -> None:
+        self._generation: int | None = None
+        self._answers: dict[tuple[Identity, tuple[Scope, ...]], list[Scope]] = {}
+
+    async def grant(
+        self, session: AsyncSession, identity: Identity, scopes: list[Scope], generation: int | None
+    ) -> list[Scope]:
+        """``grant(session, identity, scopes)``; ``generation`` read before anything else in
+        the session, so whatever the session reads is at least as new."""
+        if generation is None:
+            return await grant(session, identity, scopes)
+        if generation != self._generation:
+            if self._generation is not None and generation < self._generation:
+                # A reader that started before the latest change: no going back.
+                return await grant(session, identity, scopes)
+            self._generation = generation
+            self._answers.clear()
+        key = (identity, tuple(scopes))
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = await grant(session, identity, scopes)
+            if self._generation == generation:  # else it moved on while we read
+                if len(self._answers) >= self._SIZE:
+                    self._answers.clear()
+                self._answers[key] = answer
+        return answer
 
 
 def _granted(identity: Identity, scope: Scope, known: dict[str, frozenset[str]]) -> Scope:

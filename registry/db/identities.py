@@ -91,6 +91,13 @@ class IdentityStore:
         except IntegrityError as exc:
             raise Conflict(str(exc.orig)) from exc
 
+    async def generation(self) -> int | None:
+        """models.IdentityGeneration's value now; None if its row is gone (nothing is reused)."""
+        row = await fetch_one(
+            self.session, "SELECT value FROM identity_generation WHERE id = 1", {}
+        )
+        return int(row[0]) if row else None
+
     # --- tenants
     async def tenant(self, name: str) -> TenantRecord | None:
         row = await fetch_one(

@@ -223,6 +223,21 @@ class Robot(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+# The tables whose rows decide who may sign in and what they are granted.
+IDENTITY_TABLES = ("tenants", "users", "memberships", "robots")
+
+
+class IdentityGeneration(Base):
+    """One row, its value raised by database triggers (migration 0005) on every change to
+    IDENTITY_TABLES, whoever makes it: a process may reuse what it decided from those tables
+    for as long as the value it decided under is still the current one."""
+
+    __tablename__ = "identity_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
 class RefreshToken(Base):
     """A long-lived token `docker login` keeps; it dies with its account (ON DELETE CASCADE)."""
 

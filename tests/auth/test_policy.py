@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from registry.auth.policy import (
     ALL_ACTIONS,
     ANONYMOUS,
     ROBOT_ACTIONS,
+    GrantCache,
     Identity,
     grant,
     permitted,
@@ -292,3 +294,78 @@ async def test_deleted_tenant_grants_nothing_even_to_site_admins(world: World) -
         assert await IdentityStore(session).delete_tenant("acme")
     assert await _permitted(world, "root", "acme/app") == NOTHING
     assert await _permitted(world, "boss", "acme/app") == NOTHING
+
+
+# --- GrantCache: grant's answers reused while the identity generation stands
+
+
+@pytest.fixture
+def decisions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The subjects policy.grant decided for, in order: what the cache did not answer itself."""
+    from registry.auth import policy
+
+    made: list[str] = []
+    real = policy.grant
+
+    async def counting(session: Any, identity: Identity, scopes: list[Scope]) -> list[Scope]:
+        made.append(identity.subject)
+        return await real(session, identity, scopes)
+
+    monkeypatch.setattr(policy, "grant", counting)
+    return made
+
+
+async def _cached(world: World, cache: GrantCache, who: str, repo: str) -> frozenset[str]:
+    async with world.db.read() as session:
+        generation = await IdentityStore(session).generation()
+        granted = await cache.grant(session, world.ids[who], _pull_push(repo), generation)
+    return granted[0].actions
+
+
+def _pull_push(repository: str) -> list[Scope]:
+    return [Scope("repository", repository, PULL_PUSH)]
+
+
+async def test_grant_cache_reuses_answers_until_an_identity_changes(
+    world: World, decisions: list[str]
+) -> None:
+    cache = GrantCache()
+    assert await _cached(world, cache, "writer", "acme/app") == PULL_PUSH
+    assert await _cached(world, cache, "writer", "acme/app") == PULL_PUSH
+    assert await _cached(world, cache, "reader", "acme/app") == PULL
+    assert decisions == ["writer", "reader"]
+    async with world.db.write() as session:
+        store = IdentityStore(session)
+        tenant = await store.tenant("acme")
+        assert tenant is not None
+        await store.set_member(tenant.id, world.ids["writer"].id or 0, "reader")
+    assert await _cached(world, cache, "writer", "acme/app") == PULL
+    assert decisions == ["writer", "reader", "writer"]
+
+
+async def test_grant_cache_never_goes_back_to_an_older_generation(
+    world: World, decisions: list[str]
+) -> None:
+    """A request that read the generation before a change, and asks after a newer one was
+    cached, gets a fresh decision and leaves the newer answers in place."""
+    cache = GrantCache()
+    async with world.db.read() as session:
+        old = await IdentityStore(session).generation()
+    async with world.db.write() as session:
+        assert await IdentityStore(session).set_tenant_public("pub", False)
+    assert await _cached(world, cache, "anonymous", "pub/app") == NOTHING
+    async with world.db.read() as session:
+        stale = await cache.grant(session, ANONYMOUS, _pull_push("pub/app"), old)
+    assert stale[0].actions == NOTHING  # decided now, not looked up under `old`
+    assert await _cached(world, cache, "anonymous", "pub/app") == NOTHING
+    assert decisions == ["", ""]  # the first and the stale one; the last was cached
+
+
+async def test_grant_cache_without_a_generation_decides_every_time(
+    world: World, decisions: list[str]
+) -> None:
+    cache = GrantCache()
+    for _ in range(3):
+        async with world.db.read() as session:
+            await cache.grant(session, world.ids["writer"], _pull_push("acme/app"), None)
+    assert decisions == ["writer"] * 3

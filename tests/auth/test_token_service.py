@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -21,6 +23,7 @@ import pytest
 from registry.auth.keys import load_keys
 from registry.auth.tokens import Claims, TokenIssuer
 from registry.db.identities import IdentityStore
+from registry.db.session import execute_sql
 from tests.auth.support import (
     ADMIN,
     PASSWORD,
@@ -38,7 +41,7 @@ from tests.auth.support import (
 from tests.support.processes import RegistryProcess, start_registry
 
 SEED = Seed(
-    tenants={"acme": False, "globex": False, "pub": True},
+    tenants={"acme": False, "globex": False, "pub": True, "shared": True},
     users={
         ADMIN: True,
         "alice": False,  # acme writer
@@ -52,6 +55,9 @@ SEED = Seed(
         "ivy": False,
         "judy": False,
         "frank": False,  # globex admin
+        # Changed while the server runs, after their decisions were cached.
+        "kim": False,  # acme writer, demoted then removed
+        "mia": False,  # no tenant, made site admin
     },
     members=[
         ("acme", "alice", "writer"),
@@ -61,12 +67,15 @@ SEED = Seed(
         ("acme", "erin", "reader"),
         ("acme", "gina", "reader"),
         ("globex", "frank", "admin"),
+        ("acme", "kim", "writer"),
     ],
     robots=[
         RobotSpec("acme", "ci", frozenset({"pull", "push", "delete"})),
         RobotSpec("acme", "old", frozenset({"pull"}), datetime.now(UTC) - timedelta(days=1)),
         RobotSpec("acme", "off", frozenset({"pull"}), disabled=True),
         RobotSpec("acme", "later", frozenset({"pull"}), datetime.now(UTC) + timedelta(days=1)),
+        RobotSpec("acme", "temp", frozenset({"pull"})),  # disabled while the server runs
+        RobotSpec("acme", "brief", frozenset({"pull"})),  # made to expire while it runs
     ],
     full_cost=frozenset({"alice", "erin", "hank"}),
 )
@@ -598,6 +607,93 @@ def test_throttled_per_client_address(server: Server) -> None:
         assert get_token(other, [], ("alice", PASSWORD)).status_code == 200
         # bob failed once only (from the throttled address): still fine.
         assert get_token(other, [], ("bob", PASSWORD)).status_code == 200
+
+
+# ------------------------------------------- decisions follow identity changes at once
+# Token issue reuses what it decided for the same credentials and scopes while the identity
+# generation stands (auth.policy.GrantCache, the login cache): each test asks twice first, so
+# the second answer comes from the caches, then changes the identity and asks again.
+
+
+def _actions(server: Server, resp: httpx.Response, scope: str) -> set[str]:
+    assert resp.status_code == 200, describe(resp)
+    _, name, _ = scope.split(":")
+    return set(server.claims(resp.json()["token"]).access.get(("repository", name), ()))
+
+
+def _ask_twice(server: Server, http: httpx.Client, scope: str, auth: Any) -> set[str]:
+    first = _actions(server, get_token(http, [scope], auth), scope)
+    assert _actions(server, get_token(http, [scope], auth), scope) == first
+    return first
+
+
+def test_a_demoted_then_removed_member_loses_access_at_once(
+    server: Server, http: httpx.Client
+) -> None:
+    scope = "repository:acme/app:pull,push"
+    assert _ask_twice(server, http, scope, ("kim", PASSWORD)) == {"pull", "push"}
+
+    async def ids(store: IdentityStore) -> tuple[int, int]:
+        tenant, user = await store.tenant("acme"), await store.user("kim")
+        assert tenant is not None and user is not None
+        return tenant.id, user.id
+
+    tenant_id, user_id = run_store(server.data_dir, ids)
+    run_store(server.data_dir, lambda store: store.set_member(tenant_id, user_id, "reader"))
+    assert _actions(server, get_token(http, [scope], ("kim", PASSWORD)), scope) == {"pull"}
+    run_store(server.data_dir, lambda store: store.remove_member(tenant_id, user_id))
+    assert _actions(server, get_token(http, [scope], ("kim", PASSWORD)), scope) == set()
+
+
+def test_a_user_made_site_admin_gets_everything_at_once(server: Server, http: httpx.Client) -> None:
+    scope = "repository:globex/app:pull,push,delete"
+    assert _ask_twice(server, http, scope, ("mia", PASSWORD)) == set()
+    assert run_store(server.data_dir, lambda store: store.update_user("mia", is_admin=True))
+    expected = {"pull", "push", "delete"}
+    assert _actions(server, get_token(http, [scope], ("mia", PASSWORD)), scope) == expected
+
+
+def test_a_tenant_made_private_stops_anonymous_pulls_at_once(
+    server: Server, http: httpx.Client
+) -> None:
+    scope = "repository:shared/app:pull"
+    assert _ask_twice(server, http, scope, None) == {"pull"}
+    assert run_store(server.data_dir, lambda store: store.set_tenant_public("shared", False))
+    assert _actions(server, get_token(http, [scope], None), scope) == set()
+
+
+def test_a_robot_disabled_is_refused_at_once(server: Server, http: httpx.Client) -> None:
+    scope = "repository:acme/app:pull"
+    auth = ("acme+temp", server.secrets["acme+temp"])
+    assert _ask_twice(server, http, scope, auth) == {"pull"}
+
+    async def disable(store: IdentityStore) -> None:
+        robot = await store.robot("acme", "temp")
+        assert robot is not None
+        await store.update_robot(robot, disabled=True)
+
+    run_store(server.data_dir, disable)
+    resp = get_token(http, [scope], auth)
+    assert resp.status_code == 401, describe(resp)
+
+
+def test_a_robot_expiring_while_its_login_is_cached_is_refused(
+    server: Server, http: httpx.Client
+) -> None:
+    """Expiry is time, not a change any trigger sees: a reused login checks it itself."""
+    scope = "repository:acme/app:pull"
+    auth = ("acme+brief", server.secrets["acme+brief"])
+    expires = datetime.now(UTC) + timedelta(seconds=3)
+
+    async def expire_soon(store: IdentityStore) -> int:
+        sql = "UPDATE robots SET expires_at = :at WHERE name = :name"
+        return await execute_sql(store.session, sql, {"at": expires, "name": "brief"})
+
+    assert run_store(server.data_dir, expire_soon) == 1
+    assert _ask_twice(server, http, scope, auth) == {"pull"}
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.2)
+    resp = get_token(http, [scope], auth)
+    assert resp.status_code == 401, describe(resp)
 
 
 # --------------------------------------------------------------------------- audit

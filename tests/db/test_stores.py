@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from registry.db.blobs import BlobRecord, BlobStore
+from registry.db.identities import IdentityStore
 from registry.db.manifests import ManifestStore, ReferrerRecord
 from registry.db.models import (
     Blob,
@@ -23,7 +24,7 @@ from registry.db.models import (
     utcnow,
 )
 from registry.db.repositories import RepositoryStore
-from registry.db.session import Database, fetch_rows
+from registry.db.session import Database, execute_sql, fetch_rows
 from registry.db.tags import TagStore
 from registry.db.uploads import UploadStore
 from registry.oci import manifest as oci_manifest
@@ -668,6 +669,75 @@ async def test_upload_expired(db: Database) -> None:
         assert await uploads.advance("old-1", "h", 10, {}) is True
     async with db.read() as session:
         assert await UploadStore(session).expired(cutoff) == [("old-2", "tenant2/repo")]
+
+
+# --- identity generation ----------------------------------------------------------------------
+
+
+async def _generation(db: Database) -> int:
+    async with db.read() as session:
+        value = await IdentityStore(session).generation()
+    assert value is not None
+    return value
+
+
+async def test_every_identity_change_raises_the_generation(db: Database) -> None:
+    """What token issue reuses (auth.policy.GrantCache, the login cache) holds only while the
+    generation stands: each change to a tenant, user, membership or robot must raise it, made
+    through the stores or as plain SQL (triggers, migration 0005)."""
+    async with db.write() as session:
+        store = IdentityStore(session)
+        tenant = await store.create_tenant("gen", public=False)
+        user = await store.create_user("gen-user", "hash", is_admin=False)
+        robot = await store.create_robot(tenant, "bot", "hash", frozenset({"pull"}), None)
+    steps: list[tuple[str, Any]] = [
+        ("tenant made public", lambda st: st.set_tenant_public("gen", True)),
+        ("member added", lambda st: st.set_member(tenant.id, user.id, "reader")),
+        ("role changed", lambda st: st.set_member(tenant.id, user.id, "writer")),
+        ("member removed", lambda st: st.remove_member(tenant.id, user.id)),
+        ("user disabled", lambda st: st.update_user("gen-user", disabled=True)),
+        ("user re-keyed", lambda st: st.update_user("gen-user", password_hash="other")),
+        ("robot disabled", lambda st: st.update_robot(robot, disabled=True)),
+        (
+            "robot changed by SQL",
+            lambda st: execute_sql(
+                st.session,
+                "UPDATE robots SET actions = :a WHERE id = :id",
+                {"a": "", "id": robot.id},
+            ),
+        ),
+        ("robot deleted", lambda st: st.delete_robot(robot)),
+        ("user deleted", lambda st: st.delete_user("gen-user")),
+        ("tenant deleted", lambda st: st.delete_tenant("gen")),
+        ("tenant created", lambda st: st.create_tenant("gen2", public=True)),
+    ]
+    for what, step in steps:
+        before = await _generation(db)
+        async with db.write() as session:
+            await step(IdentityStore(session))
+        assert await _generation(db) > before, what
+
+
+async def test_other_writes_leave_the_generation_alone(db: Database) -> None:
+    """Failed logins, refresh tokens and content must not void every cached decision."""
+    async with db.write() as session:
+        user = await IdentityStore(session).create_user("quiet", "hash", is_admin=False)
+    before = await _generation(db)
+    async with db.write() as session:
+        store = IdentityStore(session)
+        await store.record_failures(["account:quiet", "address:127.0.0.1"])
+        await store.add_refresh_token("0" * 64, user_id=user.id)
+        await RepositoryStore(session).get_or_create("quiet/app")
+    assert await _generation(db) == before
+
+
+async def test_a_rolled_back_change_leaves_the_generation_alone(db: Database) -> None:
+    before = await _generation(db)
+    with pytest.raises(RuntimeError):
+        async with db.write() as session:
+            await IdentityStore(session).create_tenant("never", public=False)
+            raise RuntimeError("abort")
+    assert await _generation(db) == before
 
 
 # --- plain SQL (fetch_rows / execute_sql) beside the ORM ----------------------------------------
