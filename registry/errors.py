@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from starlette.responses import Response
+
+from registry import jsonbody
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class RegistryError(Exception):
         entry: dict[str, Any] = {"code": self.code.code, "message": self.message}
         if self.detail is not None:
             entry["detail"] = self.detail
-        body = orjson.dumps({"errors": [entry]})
+        body = jsonbody.dumps({"errors": [entry]})
         headers = {"Docker-Distribution-API-Version": "registry/2.0", **self.headers}
         if head:
             # HEAD answers carry no body but must still say how long it would have been.

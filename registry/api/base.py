@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from registry import errors
+from registry import errors, jsonbody
 from registry.auth.access import Action, actions_for
 from registry.context import Services
 from registry.oci.digest import Digest
@@ -59,8 +58,7 @@ def json_response(
     headers: dict[str, str] | None = None,
     media_type: str = "application/json",
 ) -> Response:
-    # orjson: a tenth of the json module's time for these small bodies (every token answer).
-    return Response(orjson.dumps(body), status, headers, media_type=media_type)
+    return Response(jsonbody.dumps(body), status, headers, media_type=media_type)
 
 
 def empty(status: int, headers: dict[str, str] | None = None) -> Response:

@@ -108,7 +108,8 @@ class Authenticator:
                 if current is not None:
                     self._verified[slot] = (expiry, current, fingerprint, generation)
         if current is None:
-            del self._verified[slot]
+            # pop: another request may have dropped it while this one awaited the lookup.
+            self._verified.pop(slot, None)
         return current
 
     async def verify(
